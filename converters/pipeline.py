@@ -1,0 +1,266 @@
+"""``convert``: registry model -> ONNX -> target artifact, verified, as one bundle folder.
+
+Stages: build model -> export ONNX -> build the target's format -> verify against
+PyTorch on held-out RAW crops -> write the bundle atomically. A failed verification
+raises before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_isp._atomic import atomic_dir
+from edge_isp._resources import peak_rss_mb, reset_peak_rss
+from edge_isp.converters import bundle as _bundle
+from edge_isp.converters.calibration import DEFAULT_CALIB_SAMPLES, DEFAULT_VERIFY_SAMPLES, InputSet, make_input_sets
+from edge_isp.converters.onnx_export import export_onnx
+from edge_isp.converters.targets import Target, get_target
+from edge_isp.converters.verify import Verification, compare_outputs, require_passed
+from edge_isp.errors import InputError
+
+DEFAULT_MODEL = "pynet-v2-mobile"
+
+# "--keep-float norm" means the ops a normalisation layer becomes in each format.
+KEEP_FLOAT_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "norm": {"tflite": ("MEAN", "SQUARED_DIFFERENCE", "RSQRT"), "openvino": ("MVN",)},
+}
+
+
+@dataclass
+class ConvertOptions:
+    model: str = DEFAULT_MODEL
+    target: str = "nnapi-int8"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    weights: Path | None = None
+    input_size: tuple[int, int] | None = None       # RAW mosaic (H, W)
+    calib_dir: Path | None = None
+    calib_samples: int = DEFAULT_CALIB_SAMPLES
+    verify_samples: int = DEFAULT_VERIFY_SAMPLES
+    seed: int = 0
+    min_psnr_db: float | None = None
+    keep_float: tuple[str, ...] = ()                 # op types / aliases left in float (INT8)
+    per_channel: bool = True
+    io_dtype: str | None = None                      # int8 / uint8 override for INT8 targets
+    nncf_preset: str = "mixed"
+    layer_report: bool = False
+    output: Path | None = None
+
+
+@dataclass
+class ConversionResult:
+    bundle: _bundle.Bundle
+    verification: Verification
+    timings_s: dict[str, float]
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.bundle.manifest
+
+
+@dataclass
+class _Built:
+    """What a format builder hands back: files in the work folder and what it did."""
+
+    main: Path
+    extra: list[Path] = field(default_factory=list)
+    quantization: dict[str, Any] = field(default_factory=dict)
+    layer_errors: list[dict[str, Any]] = field(default_factory=list)
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Context:
+    opts: ConvertOptions
+    target: Target
+    onnx_path: Path
+    input_name: str
+    work: Path
+    calib: InputSet
+
+
+def _keep_float(ctx: _Context, fmt: str) -> tuple[str, ...]:
+    ops: list[str] = []
+    for name in ctx.opts.keep_float:
+        ops.extend(KEEP_FLOAT_ALIASES.get(name, {}).get(fmt, (name,)))
+    return tuple(dict.fromkeys(ops))
+
+
+def _build_onnx(ctx: _Context) -> _Built:
+    return _Built(ctx.onnx_path)
+
+
+def _build_tflite(ctx: _Context) -> _Built:
+    from edge_isp.converters import tflite
+
+    saved, f32, f16 = tflite.onnx_to_saved_model(ctx.onnx_path, ctx.work / "tf", ctx.input_name, ctx.calib.data)
+    if ctx.target.precision == "fp32":
+        return _Built(f32, quantization={"weights": "float32"})
+    if ctx.target.precision == "fp16":
+        return _Built(f16, quantization={"weights": "float16", "activations": "float32 (delegates may run fp16)"})
+    io_dtype = ctx.opts.io_dtype or ctx.target.io_dtype
+    calibrated = tflite.calibrate(saved, ctx.calib.data)
+    keep = tuple(op.upper() for op in _keep_float(ctx, "tflite"))
+    built = tflite.quantize_int8(calibrated, ctx.work / "model_int8.tflite", ctx.calib.data, io_dtype=io_dtype,
+                                 per_channel=ctx.opts.per_channel, keep_float_ops=keep,
+                                 layer_report=ctx.opts.layer_report)
+    return _Built(built.path, quantization=built.quantization, layer_errors=built.layer_errors)
+
+
+def _build_openvino(ctx: _Context) -> _Built:
+    from edge_isp.converters import openvino_ir
+
+    xml = ctx.work / "model.xml"
+    if ctx.target.quantized:
+        built = openvino_ir.quantize_ir(ctx.onnx_path, xml, ctx.calib.data, preset=ctx.opts.nncf_preset,
+                                        keep_float_types=_keep_float(ctx, "openvino"))
+        hint = "f32"  # the INT8 ops run integer; keep the float remainder exact
+    else:
+        built = openvino_ir.convert_ir(ctx.onnx_path, xml, ctx.target.precision)
+        hint = "f16" if ctx.target.precision == "fp16" else "f32"
+    return _Built(xml, extra=[xml.with_suffix(".bin")], quantization=built.quantization,
+                  runtime_options={"precision_hint": hint})
+
+
+FORMAT_BUILDERS: dict[str, Callable[[_Context], _Built]] = {
+    "onnx": _build_onnx,
+    "tflite": _build_tflite,
+    "openvino": _build_openvino,
+}
+_ARTIFACT_NAMES = {"onnx": "model.onnx", "tflite": "model.tflite", "openvino": "model.xml"}
+
+
+def resolve_input_size(model: str, input_size: tuple[int, int] | None) -> tuple[int, int]:
+    """The RAW mosaic (H, W) to convert at, checked against what the model's graph needs."""
+    from edge_isp.models import model_info
+
+    info = model_info(model)
+    h, w = input_size or info.default_input_size
+    step = 2 * info.input_multiple
+    if h <= 0 or w <= 0 or h % step or w % step:
+        raise InputError(
+            f"input size {h}x{w} does not suit {model}: the RAW mosaic's height and width must be "
+            f"multiples of {step} (e.g. {max(step, h // step * step)}x{max(step, w // step * step)})"
+        )
+    if min(h, w) // 2 < info.min_packed_size:
+        raise InputError(
+            f"input size {h}x{w} is too small for {model}: it needs at least "
+            f"{2 * info.min_packed_size} px a side of RAW mosaic"
+        )
+    return h, w
+
+
+def default_output(opts: ConvertOptions) -> Path:
+    return Path("edge-isp-out") / f"{opts.model}_{opts.target}"
+
+
+def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage: None) -> ConversionResult:
+    """Convert, verify and bundle; raises an EdgeIspError on any failure, writing nothing."""
+    from edge_isp._deps import require
+    from edge_isp.models import count_params, create, model_info
+    from edge_isp.models.weights import load_weights, weights_sha256
+
+    target = get_target(opts.target)
+    info = model_info(opts.model)
+    mosaic_hw = resolve_input_size(opts.model, opts.input_size)
+    packed_hw = (mosaic_hw[0] // 2, mosaic_hw[1] // 2)
+    if opts.calib_samples < 1 or opts.verify_samples < 1:
+        raise InputError("--calib-samples and --verify-samples must be at least 1")
+    torch = require("torch", "conversion")
+    out_dir = Path(opts.output) if opts.output else default_output(opts)
+    timings: dict[str, float] = {}
+    reset_peak_rss()
+    started = time.perf_counter()
+
+    def stage(name: str) -> Callable[[], None]:
+        progress(name)
+        t0 = time.perf_counter()
+        return lambda: timings.__setitem__(name, round(time.perf_counter() - t0, 3))
+
+    done = stage("inputs")
+    calib, held_out = make_input_sets(packed_hw, opts.calib_dir, opts.calib_samples, opts.verify_samples, opts.seed)
+    done()
+
+    done = stage("model")
+    model = create(opts.model, seed=opts.seed, **opts.model_options)
+    if opts.weights:
+        load_weights(model, opts.weights)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(held_out.data)).numpy()
+    done()
+
+    work = Path(tempfile.mkdtemp(prefix="edge-isp-convert-"))
+    try:
+        done = stage("onnx")
+        exported = export_onnx(model, (1, 4, *packed_hw), work / "model.onnx")
+        done()
+
+        done = stage(target.format)
+        ctx = _Context(opts, target, exported.path, exported.input_name, work, calib)
+        built = FORMAT_BUILDERS[target.format](ctx)
+        done()
+
+        done = stage("verify")
+        from edge_isp.runtimes import open_runner
+
+        runner = open_runner(target.runtime, built.main, **built.runtime_options)
+        output = runner.run(held_out.data)
+        threshold = opts.min_psnr_db if opts.min_psnr_db is not None else target.min_psnr_db
+        verification = compare_outputs(reference, output, threshold, target.runtime)
+        done()
+        require_passed(verification, f"the {target.name} artifact")
+
+        done = stage("bundle")
+        artifact_name = _ARTIFACT_NAMES[target.format]
+        manifest = {
+            "schema": _bundle.SCHEMA,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "model": {
+                "name": opts.model, "options": {**info.default_options, **opts.model_options},
+                "params": count_params(model), "weights": str(opts.weights) if opts.weights else f"init(seed={opts.seed})",
+                "weights_sha256": weights_sha256(model),
+            },
+            "target": {
+                "name": target.name, "format": target.format, "precision": target.precision,
+                "runtime": target.runtime, "support_table": target.support_table,
+                "delegate": target.delegate, "default_api_level": target.default_api_level,
+            },
+            "artifact": {"file": artifact_name, "extra_files": [p.name for p in built.extra],
+                         "runtime_options": built.runtime_options},
+            "input": {**runner.input_spec.to_dict(), "mosaic_hw": list(mosaic_hw),
+                      "packing": "B,G(red row),R,G(blue row) of the mosaic, each (raw-black)/(white-black) in [0,1]"},
+            "output": {**runner.output_spec.to_dict(), "range": "RGB [0,1] (clip)"},
+            "onnx": {"opset": exported.opset, "op_types": exported.op_types},
+            "quantization": built.quantization,
+            "layer_errors": built.layer_errors,
+            "calibration": calib.description if target.quantized else None,
+            "verification": {**verification.to_dict(), "inputs": held_out.description},
+            "tools": _bundle.tool_versions(),
+        }
+        with atomic_dir(out_dir) as tmp:
+            shutil.copy2(built.main, tmp / artifact_name)
+            for extra in built.extra:
+                shutil.copy2(extra, tmp / extra.name)
+            if target.format != "onnx":
+                shutil.copy2(exported.path, tmp / "source.onnx")
+            files = [artifact_name, *[p.name for p in built.extra]]
+            manifest["artifact"].update({
+                "sha256": _bundle.file_sha256(tmp / artifact_name),
+                "size_bytes": sum((tmp / f).stat().st_size for f in files),
+                "source_onnx": "source.onnx" if target.format != "onnx" else artifact_name,
+            })
+            done()
+            timings["total"] = round(time.perf_counter() - started, 3)
+            manifest["conversion"] = {"time_s": timings["total"], "stages_s": dict(timings),
+                                      "peak_rss_mb": round(peak_rss_mb(), 1)}
+            _bundle.write_manifest(tmp, manifest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ConversionResult(_bundle.load_bundle(out_dir), verification, timings)
+

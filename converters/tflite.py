@@ -1,0 +1,167 @@
+"""ONNX -> TFLite through onnx2tf, then only the precision asked for.
+
+onnx2tf's NCHW->NHWC layout check must see realistic data: with its default all-ones
+probe a 4-channel image model converts silently wrong (~40 dB instead of >100 dB vs
+PyTorch). We always hand it packed RAW crops. INT8 is built from onnx2tf's saved model
+with TFLiteConverter and our representative set, not with onnx2tf's -oiqt (which builds
+every integer variant, int16 included, and took 15 minutes here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_isp._deps import require
+from edge_isp.errors import ConversionError
+
+# InstanceNorm lowers to these TFLite ops; keeping them float is the "float island" fix.
+NORM_OP_TYPES = ("MEAN", "SQUARED_DIFFERENCE", "RSQRT")
+
+
+@dataclass
+class TfliteBuild:
+    path: Path
+    precision: str
+    io_dtype: str
+    quantization: dict[str, Any] = field(default_factory=dict)
+    layer_errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _quiet_tf() -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    tf = require("tensorflow", "TFLite conversion")
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+def onnx_to_saved_model(onnx_path: Path, work_dir: Path, input_name: str,
+                        calib_nchw: np.ndarray) -> tuple[Path, Path, Path]:
+    """Run onnx2tf; return (saved_model_dir, float32.tflite, float16.tflite)."""
+    _quiet_tf()
+    onnx2tf = require("onnx2tf", "ONNX -> TFLite conversion")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    probe = work_dir / "layout_probe_nhwc.npy"
+    np.save(probe, np.transpose(calib_nchw, (0, 2, 3, 1)).astype(np.float32))
+    channels = calib_nchw.shape[1]
+    zeros, ones = np.zeros((1, 1, 1, channels), np.float32), np.ones((1, 1, 1, channels), np.float32)
+    out_dir = work_dir / "saved_model"
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log):
+            onnx2tf.convert(
+                input_onnx_file_path=str(onnx_path), output_folder_path=str(out_dir),
+                custom_input_op_name_np_data_path=[[input_name, str(probe), zeros, ones]],
+                copy_onnx_input_output_names_to_tflite=True, output_signaturedefs=True,
+                non_verbose=True, verbosity="error",
+            )
+    except SystemExit as exc:  # onnx2tf exits on unsupported ops
+        raise ConversionError(f"onnx2tf could not convert the model: {_last_error(log.getvalue())}") from exc
+    except Exception as exc:
+        raise ConversionError(f"onnx2tf failed: {str(exc).splitlines()[0][:300]}") from exc
+    stem = onnx_path.stem
+    f32, f16 = out_dir / f"{stem}_float32.tflite", out_dir / f"{stem}_float16.tflite"
+    if not f32.exists():
+        raise ConversionError(f"onnx2tf produced no TFLite model: {_last_error(log.getvalue())}")
+    return out_dir, f32, f16
+
+
+def _last_error(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "ERROR" in ln or "Error" in ln]
+    return (errors or lines or ["no output"])[-1][:300]
+
+
+def calibrate(saved_model: Path, calib_nchw: np.ndarray) -> bytes:
+    """Run the float model over the calibration set once; returns a model with range stats.
+
+    Calibrating once lets every INT8 variant (islands, I/O types, layer report) reuse it.
+    """
+    tf = _quiet_tf()
+    samples = np.transpose(calib_nchw, (0, 2, 3, 1)).astype(np.float32)
+
+    def representative():
+        for s in samples:
+            yield [s[None]]
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter._experimental_calibrate_only = True  # noqa: SLF001 - TF's own two-step path
+    try:
+        return converter.convert()
+    except Exception as exc:
+        raise ConversionError(f"TFLite calibration failed: {str(exc).splitlines()[0][:300]}") from exc
+
+
+def quantize_int8(calibrated: bytes, out_path: Path, calib_nchw: np.ndarray, io_dtype: str = "int8",
+                  per_channel: bool = True, keep_float_ops: tuple[str, ...] = (),
+                  keep_float_nodes: tuple[str, ...] = (), layer_report: bool = False) -> TfliteBuild:
+    """Full-integer INT8 TFLite from a calibrated model (see ``calibrate``).
+
+    ``keep_float_ops`` / ``keep_float_nodes`` leave those ops in float (the MLIR
+    quantiser's denylist), at the price of CPU fallback on integer-only accelerators.
+    The model's input and output stay integer (``io_dtype``) either way.
+    """
+    tf = _quiet_tf()
+    from tensorflow.lite.python import convert as tf_convert
+
+    dtypes = {"int8": tf.int8, "uint8": tf.uint8}
+    try:
+        flat = tf_convert.mlir_quantize(
+            calibrated, disable_per_channel=not per_channel, fully_quantize=True,
+            input_data_type=dtypes[io_dtype], output_data_type=dtypes[io_dtype],
+            denylisted_ops=list(keep_float_ops) or None, denylisted_nodes=list(keep_float_nodes) or None,
+        )
+    except Exception as exc:
+        raise ConversionError(f"TFLite INT8 quantisation failed: {str(exc).splitlines()[0][:300]}") from exc
+    layer_errors = _layer_errors(calibrated, calib_nchw, per_channel) if layer_report else []
+    out_path.write_bytes(flat)
+    return TfliteBuild(out_path, "int8", io_dtype, quantization={
+        "scheme": "full-integer", "weights": "per-channel" if per_channel else "per-tensor",
+        "activations": "int8 per-tensor", "io_dtype": io_dtype,
+        "float_ops": list(keep_float_ops), "float_nodes": list(keep_float_nodes),
+        "calibration_samples": int(calib_nchw.shape[0]),
+    }, layer_errors=layer_errors)
+
+
+def _layer_errors(calibrated: bytes, calib_nchw: np.ndarray, per_channel: bool, top: int = 12) -> list[dict[str, Any]]:
+    """Per-layer quantisation error (the TF quantisation debugger), worst first.
+
+    Ranked by RMSE over the layer's quantisation step: how many steps off it is.
+    """
+    import csv
+
+    tf = _quiet_tf()
+    from tensorflow.lite.python import convert as tf_convert
+
+    debug_model = tf_convert.mlir_quantize(calibrated, disable_per_channel=not per_channel,
+                                           enable_numeric_verify=True)
+    samples = np.transpose(calib_nchw[:4], (0, 2, 3, 1)).astype(np.float32)
+
+    def dataset():
+        for s in samples:
+            yield [s[None]]
+
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        quant_debug_model_content=debug_model, debug_dataset=dataset)
+    debugger.run()
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    report = []
+    for row in csv.DictReader(io.StringIO(buf.getvalue())):
+        scale = float(row.get("scale") or 0.0)
+        mse = float(row.get("mean_squared_error") or 0.0)
+        report.append({
+            "op": row.get("op_name", ""), "tensor": row.get("tensor_name", ""),
+            "rmse": mse ** 0.5, "rmse_over_scale": (mse ** 0.5 / scale) if scale else 0.0,
+            "max_abs_error": float(row.get("max_abs_error") or 0.0),
+        })
+    report.sort(key=lambda r: r["rmse_over_scale"], reverse=True)
+    return report[:top]

@@ -1,0 +1,1 @@
+"""Device transports, on-device runners, memory and power sampling (issue 7)."""

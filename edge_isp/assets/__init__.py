@@ -1,0 +1,1 @@
+"""Bundled sample data (a small RAW capture and its licence)."""

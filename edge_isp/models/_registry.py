@@ -1,0 +1,106 @@
+"""Model registry: model modules register a builder with ``@register_model``.
+
+Importing this module is cheap (no torch); builders import torch when they run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_isp.errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about a model before building it."""
+
+    name: str
+    builder: Callable[..., Any]
+    summary: str
+    source: str
+    # Output side length relative to the RAW mosaic (1.0 = full resolution).
+    output_scale: float = 1.0
+    # The packed input's H and W must be a multiple of this.
+    input_multiple: int = 1
+    # Default RAW mosaic size (H, W) for conversion; the packed input is half of it.
+    default_input_size: tuple[int, int] = (256, 256)
+    # Smallest packed side length the graph accepts (attention strides etc.).
+    min_packed_size: int = 8
+    # Exact parameter count of the reference implementation (MODELS.md) and the options
+    # that reproduce it; ``None`` where no public figure exists.
+    reference_params: int | None = None
+    reference_options: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+    default_options: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str, **info: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register ``builder`` under ``name`` with the given ``ModelInfo`` fields."""
+
+    def wrap(builder: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelInfo(name=name, builder=builder, **info)
+        return builder
+
+    return wrap
+
+
+def _load_all() -> None:
+    # Importing the model modules runs their decorators.
+    from edge_isp.models import (  # noqa: F401
+        lw_isp,
+        microisp,
+        punet,
+        pynet,
+        pynet_ca,
+        pynet_v2,
+    )
+
+
+def list_models() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def model_info(name: str) -> ModelInfo:
+    _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownNameError(
+            f"unknown model {name!r}.{hint} Run 'edge-isp models' to list the registered models."
+        ) from None
+
+
+def create(name: str, *, seed: int | None = 0, **options: Any) -> Any:
+    """Build the registered model ``name`` (a ``torch.nn.Module``) in eval mode.
+
+    Weights are initialised deterministically from ``seed`` (``None`` leaves torch's
+    global RNG alone).
+    """
+    info = model_info(name)
+    from edge_isp._deps import require
+
+    torch = require("torch", f"building model {name!r}")
+    opts = {**info.default_options, **options}
+    if seed is None:
+        model = info.builder(**opts)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = info.builder(**opts)
+    model.eval()
+    return model
+
+
+def count_params(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,1 @@
+"""Device profiles and op-support tables shipped as package data (TOML)."""

@@ -1,0 +1,130 @@
+"""One runner interface over every runtime: NCHW float32 in, NCHW float32 RGB out.
+
+Runners hide the artifact's layout (NCHW/NHWC) and integer quantisation, so callers
+never transpose or (de)quantise by hand.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge_isp.errors import InputError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str                     # numpy dtype name of the artifact's tensor
+    layout: str                    # "NCHW" or "NHWC"
+    scale: float | None = None     # affine quantisation of integer I/O
+    zero_point: int | None = None
+
+    @property
+    def nchw_shape(self) -> tuple[int, ...]:
+        if self.layout == "NHWC":
+            n, h, w, c = self.shape
+            return (n, c, h, w)
+        return self.shape
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+            "layout": self.layout, "scale": self.scale, "zero_point": self.zero_point,
+        }
+
+
+def infer_layout(shape: tuple[int, ...], channels: int) -> str:
+    """NHWC when the channel count sits last (and not also second)."""
+    if len(shape) == 4 and shape[-1] == channels and shape[1] != channels:
+        return "NHWC"
+    return "NCHW"
+
+
+def encode_input(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """NCHW float32 -> the artifact's layout and dtype."""
+    if spec.layout == "NHWC":
+        x = np.transpose(x, (0, 2, 3, 1))
+    if spec.scale:  # integer input: quantise with the model's own parameters
+        info = np.iinfo(spec.dtype)
+        q = np.round(x / spec.scale) + (spec.zero_point or 0)
+        return np.clip(q, info.min, info.max).astype(spec.dtype)
+    return np.ascontiguousarray(x, dtype=spec.dtype)
+
+
+def decode_output(y: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """The artifact's output -> NCHW float32."""
+    if spec.scale:
+        y = (y.astype(np.float32) - (spec.zero_point or 0)) * spec.scale
+    y = y.astype(np.float32, copy=False)
+    if spec.layout == "NHWC":
+        y = np.transpose(y, (0, 3, 1, 2))
+    return np.ascontiguousarray(y)
+
+
+def check_input(x: np.ndarray, spec: TensorSpec) -> None:
+    if x.ndim != 4 or x.shape[0] % max(1, spec.shape[0]) or tuple(x.shape[1:]) != tuple(spec.nchw_shape[1:]):
+        raise InputError(
+            f"input of shape {tuple(x.shape)} does not fit the model's fixed input "
+            f"{tuple(spec.nchw_shape)} (NCHW); use tiled processing for other sizes"
+        )
+
+
+class Runner(Protocol):
+    runtime: str
+    input_spec: TensorSpec
+    output_spec: TensorSpec
+
+    def run(self, packed: np.ndarray) -> np.ndarray:
+        """Run one batch of packed Bayer (N,4,h,w) float32 -> RGB (N,3,H,W) float32."""
+        ...
+
+
+RunnerFactory = Callable[..., Runner]
+_RUNNERS: dict[str, RunnerFactory] = {}
+
+
+def register_runner(name: str) -> Callable[[RunnerFactory], RunnerFactory]:
+    def wrap(factory: RunnerFactory) -> RunnerFactory:
+        _RUNNERS[name] = factory
+        return factory
+
+    return wrap
+
+
+def _load_all() -> None:
+    from edge_isp.runtimes import litert, onnxrt, openvino_rt, torch_rt  # noqa: F401
+
+
+def list_runtimes() -> list[str]:
+    _load_all()
+    return sorted(_RUNNERS)
+
+
+def open_runner(runtime: str, model_path: Path, **options: Any) -> Runner:
+    """Load ``model_path`` with the named runtime (``litert``, ``openvino``, ...)."""
+    _load_all()
+    try:
+        factory = _RUNNERS[runtime]
+    except KeyError:
+        close = difflib.get_close_matches(runtime, _RUNNERS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownNameError(
+            f"unknown runtime {runtime!r}.{hint} Known: {', '.join(sorted(_RUNNERS))}."
+        ) from None
+    return factory(Path(model_path), **options)
+
+
+def run_frames(run_one: Callable[[np.ndarray], np.ndarray], packed: np.ndarray, batch: int) -> np.ndarray:
+    """Run a fixed-batch model over any number of frames, ``batch`` at a time."""
+    if packed.shape[0] == batch:
+        return run_one(packed)
+    if packed.shape[0] % batch:
+        raise InputError(f"{packed.shape[0]} frames do not split into the model's batch of {batch}")
+    return np.concatenate([run_one(packed[i:i + batch]) for i in range(0, packed.shape[0], batch)], axis=0)

@@ -1,0 +1,70 @@
+"""TFLite runner over ai-edge-litert (default) or tflite-runtime, with XNNPACK threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge_isp._deps import available, require
+from edge_isp.errors import InputError
+from edge_isp.runtimes.base import (
+    TensorSpec,
+    check_input,
+    decode_output,
+    encode_input,
+    infer_layout,
+    register_runner,
+    run_frames,
+)
+
+
+def _interpreter_class(prefer: str):
+    # ai-edge-litert is the maintained successor; tflite-runtime stays an option.
+    modules = {"litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
+    if prefer == "tflite-runtime" or not available(modules["litert"]) and available(modules["tflite-runtime"]):
+        return require(modules["tflite-runtime"], "running TFLite models").Interpreter
+    return require(modules["litert"], "running TFLite models").Interpreter
+
+
+def _spec(detail: dict, channels: int) -> TensorSpec:
+    shape = tuple(int(d) for d in detail["shape"])
+    scale, zero = detail.get("quantization", (0.0, 0))
+    dtype = np.dtype(detail["dtype"]).name
+    quantised = dtype in ("int8", "uint8", "int16") and scale
+    return TensorSpec(
+        name=detail["name"], shape=shape, dtype=dtype, layout=infer_layout(shape, channels),
+        scale=float(scale) if quantised else None, zero_point=int(zero) if quantised else None,
+    )
+
+
+class LiteRTRunner:
+    def __init__(self, model_path: Path, threads: int | None = None, flavour: str = "litert") -> None:
+        self.runtime = "litert" if flavour == "litert" else "tflite-runtime"
+        cls = _interpreter_class(flavour)
+        try:
+            self._interp = cls(model_path=str(model_path), num_threads=threads)
+        except ValueError as exc:
+            raise InputError(f"{model_path} is not a loadable TFLite model: {exc}") from exc
+        self._interp.allocate_tensors()
+        self._in = self._interp.get_input_details()[0]
+        self._out = self._interp.get_output_details()[0]
+        self.input_spec = _spec(self._in, channels=4)
+        self.output_spec = _spec(self._out, channels=3)
+
+    def run(self, packed: np.ndarray) -> np.ndarray:
+        check_input(packed, self.input_spec)
+        return run_frames(self._run_one, packed, int(self.input_spec.shape[0]))
+
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        self._interp.set_tensor(self._in["index"], encode_input(x, self.input_spec))
+        self._interp.invoke()
+        return decode_output(self._interp.get_tensor(self._out["index"]), self.output_spec)
+
+
+register_runner("litert")(LiteRTRunner)
+
+
+@register_runner("tflite-runtime")
+def _open_tflite_runtime(model_path: Path, threads: int | None = None) -> LiteRTRunner:
+    return LiteRTRunner(model_path, threads=threads, flavour="tflite-runtime")
