@@ -1,0 +1,71 @@
+"""``edge-isp convert``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from edge_isp.commands._common import JsonFlag, err, out, parse_hw, parse_options, print_json
+from edge_isp.errors import InputError
+
+app = typer.Typer()
+
+
+@app.command()
+def convert(
+    model: Optional[str] = typer.Argument(None, help="Registered model (default: the built-in default model)."),
+    target: str = typer.Option("nnapi-int8", "--target", "-t", help="Target name; see 'edge-isp targets'."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="State-dict checkpoint for the model."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="RAW mosaic HxW, e.g. 544x960."),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="Folder of RAW files for calibration and verification."),
+    calib_samples: int = typer.Option(16, "--calib-samples", help="Calibration crops."),
+    verify_samples: int = typer.Option(4, "--verify-samples", help="Held-out crops for verification."),
+    min_psnr: Optional[float] = typer.Option(None, "--min-psnr", help="Override the PSNR (dB) the artifact must reach vs PyTorch."),
+    keep_float: list[str] = typer.Option([], "--keep-float", help="Leave these ops in float in INT8 ('norm' = normalisation ops, or op types)."),
+    per_tensor: bool = typer.Option(False, "--per-tensor", help="Per-tensor instead of per-channel INT8 weights."),
+    io_dtype: Optional[str] = typer.Option(None, "--io-dtype", help="int8 or uint8 model I/O for INT8 TFLite targets."),
+    nncf_preset: str = typer.Option("mixed", "--nncf-preset", help="OpenVINO INT8: mixed or performance."),
+    layer_report: bool = typer.Option(False, "--layer-report", help="Report the INT8 layers that lose the most."),
+    option: list[str] = typer.Option([], "--option", "-O", help="Model option key=value (repeatable)."),
+    seed: int = typer.Option(0, "--seed"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle folder to write."),
+    as_json: bool = JsonFlag,
+) -> None:
+    """Convert a model for a target, verify it against PyTorch, and write a bundle."""
+    from edge_isp.converters.pipeline import DEFAULT_MODEL, ConvertOptions
+    from edge_isp.converters.pipeline import convert as run_convert
+
+    if io_dtype not in (None, "int8", "uint8"):
+        raise InputError(f"--io-dtype {io_dtype!r} is not int8 or uint8")
+    opts = ConvertOptions(
+        model=model or DEFAULT_MODEL, target=target, model_options=parse_options(option), weights=weights,
+        input_size=parse_hw(input_size, "--input-size"), calib_dir=calib, calib_samples=calib_samples,
+        verify_samples=verify_samples, seed=seed, min_psnr_db=min_psnr, keep_float=tuple(keep_float),
+        per_channel=not per_tensor, io_dtype=io_dtype, nncf_preset=nncf_preset, layer_report=layer_report,
+        output=output,
+    )
+    if as_json:
+        result = run_convert(opts)
+        print_json(result.manifest)
+        return
+    with err.status("converting") as status:
+        result = run_convert(opts, progress=lambda s: status.update(f"[bold]{opts.model} -> {opts.target}[/]: {s}"))
+    m = result.manifest
+    table = Table(title=f"{m['model']['name']} -> {m['target']['name']}")
+    for col in ("target", "artifact", "size", "PSNR vs PyTorch", "max abs err", "time", "peak RSS"):
+        table.add_column(col)
+    v = m["verification"]
+    table.add_row(m["target"]["name"], str(result.bundle.model_file), f"{m['artifact']['size_bytes'] / 1e6:.2f} MB",
+                  f"{v['psnr_db']:.1f} dB (>= {v['min_psnr_db']:g})", f"{v['max_abs_err']:.2e}",
+                  f"{m['conversion']['time_s']:.1f} s", f"{m['conversion']['peak_rss_mb']:.0f} MB")
+    out.print(table)
+    if m.get("layer_errors"):
+        lt = Table(title="INT8 layers with the largest error (RMSE in quantisation steps)")
+        for col in ("op", "tensor", "RMSE/scale", "max abs err"):
+            lt.add_column(col, overflow="fold")
+        for row in m["layer_errors"]:
+            lt.add_row(row["op"], row["tensor"][:60], f"{row['rmse_over_scale']:.2f}", f"{row['max_abs_error']:.3g}")
+        out.print(lt)

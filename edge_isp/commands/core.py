@@ -1,0 +1,71 @@
+"""Core verbs: version, models, targets."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from edge_isp import __version__
+from edge_isp.commands._common import JsonFlag, out, print_json
+
+app = typer.Typer()
+
+
+@app.command()
+def version(as_json: bool = JsonFlag) -> None:
+    """Show the versions of edge-isp and the toolchain it finds."""
+    from edge_isp.converters.bundle import tool_versions
+
+    versions = tool_versions()
+    versions["edge-isp"] = __version__
+    if as_json:
+        print_json(versions)
+        return
+    for name, ver in versions.items():
+        out.print(f"{name:16s} {ver}")
+
+
+@app.command()
+def models(as_json: bool = JsonFlag) -> None:
+    """List the registered ISP models with their exact parameter counts."""
+    from edge_isp.models import count_params, create, list_models, model_info
+
+    rows = []
+    for name in list_models():
+        info = model_info(name)
+        params = count_params(create(name, **info.reference_options))
+        rows.append({
+            "name": name, "params": params, "reference_params": info.reference_params,
+            "input": "packed Bayer (N,4,H/2,W/2)", "output_scale": info.output_scale,
+            "default_input_size": "x".join(map(str, info.default_input_size)),
+            "summary": info.summary, "notes": info.notes,
+        })
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="edge-isp models")
+    for col in ("name", "params", "output", "default input", "notes"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], f"{r['params']:,}", f"x{r['output_scale']:g} of mosaic",
+                      r["default_input_size"], r["summary"])
+    out.print(table)
+
+
+@app.command()
+def targets(as_json: bool = JsonFlag) -> None:
+    """List the conversion targets."""
+    from dataclasses import asdict
+
+    from edge_isp.converters import list_targets
+
+    rows = [asdict(t) for t in list_targets()]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="edge-isp targets")
+    for col in ("target", "format", "precision", "I/O", "runtime", "support table", "min PSNR dB"):
+        table.add_column(col)
+    for t in list_targets():
+        table.add_row(t.name, t.format, t.precision, t.io_dtype, t.runtime, t.support_table, f"{t.min_psnr_db:g}")
+    out.print(table)
