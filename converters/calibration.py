@@ -31,13 +31,13 @@ class InputSet:
 
 
 def _packed_sources(files: list[Path], layout: dict[str, Any]) -> list[np.ndarray]:
-    from edge_isp.raw import read_raw
+    from edge_isp.raw.readers import read_raw
 
     packed = []
     for path in files:
         try:
             packed.append(read_raw(path, **layout).packed().astype(np.float32))
-        except RawFormatError as exc:
+        except (RawFormatError, InputError) as exc:
             raise InputError(f"calibration file unreadable: {exc}") from exc
     return packed
 
@@ -62,7 +62,7 @@ def _random_crops(sources: list[np.ndarray], hw: tuple[int, int], n: int, seed: 
 
 
 def list_raw_files(folder: Path) -> list[Path]:
-    from edge_isp.raw import supported_extensions
+    from edge_isp.raw.readers import supported_extensions
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -81,14 +81,14 @@ def make_input_sets(packed_hw: tuple[int, int], calib_dir: Path | None = None,
                     n_calib: int = DEFAULT_CALIB_SAMPLES, n_verify: int = DEFAULT_VERIFY_SAMPLES,
                     seed: int = 0, layout: dict[str, Any] | None = None) -> tuple[InputSet, InputSet]:
     """Build (calibration, verification) sets at the model's packed input size."""
-    from edge_isp.raw import sample_path
+    from edge_isp.raw.samples import read_sample, sample_path
 
-    layout = layout or {}
     if calib_dir is None:
         files, origin = [Path(sample_path())], "bundled sample (halide_bayer_small_grbg.png)"
+        sources = [read_sample().packed().astype(np.float32)]
     else:
         files, origin = list_raw_files(calib_dir), str(calib_dir)
-    sources = _packed_sources(files, layout)
+        sources = _packed_sources(files, layout or {})
     if len(sources) >= 2:
         n_hold = max(1, len(sources) // 5)
         calib_src, verify_src = sources[:-n_hold], sources[-n_hold:]

@@ -41,6 +41,7 @@ class ConvertOptions:
     weights: Path | None = None
     input_size: tuple[int, int] | None = None       # RAW mosaic (H, W)
     calib_dir: Path | None = None
+    raw_layout: dict[str, Any] = field(default_factory=dict)  # read_raw options for --calib files
     calib_samples: int = DEFAULT_CALIB_SAMPLES
     verify_samples: int = DEFAULT_VERIFY_SAMPLES
     seed: int = 0
@@ -156,6 +157,21 @@ def resolve_input_size(model: str, input_size: tuple[int, int] | None) -> tuple[
     return h, w
 
 
+def _layout_hint(onnx_path: Path, mosaic_hw: tuple[int, int], step: int) -> str:
+    """Why onnx2tf may have mistaken the layout at this size, and sizes that avoid it."""
+    from edge_isp.converters.layout_guard import find_collisions, suggest_sizes
+
+    collisions = find_collisions(onnx_path)
+    if not collisions:
+        return ""
+    sizes = [f"{h}x{w}" for h, w in suggest_sizes(onnx_path, step)]
+    return (
+        f"at {mosaic_hw[0]}x{mosaic_hw[1]}, {len(collisions)} activations have as many channels as rows "
+        f"or columns (e.g. {collisions[0]}), which can make onnx2tf mistake the layout; "
+        f"try --input-size {' or '.join(sizes) if sizes else 'a non-square size'}"
+    )
+
+
 def default_output(opts: ConvertOptions) -> Path:
     return Path("edge-isp-out") / f"{opts.model}_{opts.target}"
 
@@ -184,7 +200,8 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
         return lambda: timings.__setitem__(name, round(time.perf_counter() - t0, 3))
 
     done = stage("inputs")
-    calib, held_out = make_input_sets(packed_hw, opts.calib_dir, opts.calib_samples, opts.verify_samples, opts.seed)
+    calib, held_out = make_input_sets(packed_hw, opts.calib_dir, opts.calib_samples, opts.verify_samples,
+                                     opts.seed, opts.raw_layout)
     done()
 
     done = stage("model")
@@ -214,7 +231,8 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
         threshold = opts.min_psnr_db if opts.min_psnr_db is not None else target.min_psnr_db
         verification = compare_outputs(reference, output, threshold, target.runtime)
         done()
-        require_passed(verification, f"the {target.name} artifact")
+        require_passed(verification, f"the {target.name} artifact", hint=_layout_hint(
+            exported.path, mosaic_hw, 2 * info.input_multiple) if target.format == "tflite" else "")
 
         done = stage("bundle")
         artifact_name = _ARTIFACT_NAMES[target.format]

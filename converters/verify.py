@@ -56,10 +56,12 @@ def compare_outputs(reference: np.ndarray, output: np.ndarray, min_psnr_db: floa
     )
 
 
-def require_passed(v: Verification, what: str) -> None:
+def require_passed(v: Verification, what: str, hint: str = "") -> None:
+    """Raise unless ``v`` passed; ``hint`` (a likely cause and its fix) replaces the generic advice."""
     if not v.passed:
+        advice = hint or ("try the fit options (e.g. --keep-float norm) or lower the bar knowingly "
+                          "with --min-psnr")
         raise VerificationError(
             f"{what} differs from PyTorch: {v.psnr_db:.1f} dB PSNR < {v.min_psnr_db:.1f} dB required "
-            f"(max abs error {v.max_abs_err:.4f}); no artifact was written. Try the fit options "
-            "(e.g. --keep-float norm) or lower the bar knowingly with --min-psnr"
+            f"(max abs error {v.max_abs_err:.4f}); no artifact was written; {advice}"
         )

@@ -116,7 +116,9 @@ class PUNET(nn.Module):
     "learned smartphone ISP challenge report (CVPRW 2021)",
     output_scale=1.0,
     input_multiple=16,  # four 2x maxpools
-    default_input_size=(256, 256),  # the challenge's 256x256 mosaic patches
+    # 320x480 rather than the challenge's 256x256 patches: at 256x256 some activations have as
+    # many channels as rows, which onnx2tf can mistake for a layout (converters/layout_guard.py).
+    default_input_size=(320, 480),
     min_packed_size=16,  # zero padding: the 1/16 level may be a single pixel
     reference_params=5_725_199,
     reference_options={"base_channels": 16, "instance_norm": False},

@@ -287,7 +287,8 @@ _LEVEL_NOTE = (
     "resolution (0.5), 3 = half the packed resolution (0.25); only level 1 matches "
     "output_scale. padding='reflect' (reference) or 'zero' (same parameter count; "
     "reflect pads become MIRROR_PAD, which NNAPI supports only from feature level 7). "
-    "The default size is a small 256x256 mosaic for fast conversion; the MAI 2021 "
+    "The default size is a small 320x480 mosaic for fast conversion (at 256x256 some "
+    "activations have as many channels as rows, which onnx2tf mistakes for a layout); the MAI 2021 "
     "deployment shape is a 1088x1920 mosaic (packed 544x960)."
 )
 
@@ -298,7 +299,7 @@ _LEVEL_NOTE = (
     source=_SOURCE,
     output_scale=1.0,
     input_multiple=4,
-    default_input_size=(256, 256),
+    default_input_size=(320, 480),
     min_packed_size=28,
     reference_params=930_255,
     reference_options={"level": 1},
@@ -318,7 +319,7 @@ def pynet_v2_mobile(
     source=_SOURCE + ", section IV-E",
     output_scale=1.0,
     input_multiple=4,
-    default_input_size=(256, 256),
+    default_input_size=(320, 480),
     min_packed_size=28,
     reference_params=929_743,
     reference_options={"level": 1},
@@ -336,7 +337,7 @@ def pynet_v2_mobile_nonorm(*, level: int = 1, padding: str = "reflect") -> nn.Mo
     source=_SOURCE + ", section IV-E (no public code)",
     output_scale=1.0,
     input_multiple=8,
-    default_input_size=(256, 256),
+    default_input_size=(320, 480),
     min_packed_size=56,
     reference_params=None,
     notes=_LEVEL_NOTE
@@ -356,7 +357,7 @@ def pynet_v2_mobile_slim(
     source=_SOURCE + ", section IV-E (no public code)",
     output_scale=1.0,
     input_multiple=8,
-    default_input_size=(256, 256),
+    default_input_size=(320, 480),
     min_packed_size=56,
     reference_params=None,
     notes=_LEVEL_NOTE

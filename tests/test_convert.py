@@ -1,0 +1,187 @@
+"""Real conversions through every target, verified against PyTorch (slow: onnx2tf, NNCF).
+
+One session-wide cache of bundles keeps each (model, target) conversion to a single run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_isp.converters import get_target, list_targets
+from edge_isp.converters.bundle import load_bundle
+from edge_isp.converters.pipeline import ConvertOptions, convert
+from edge_isp.errors import BundleError, InputError, UnknownNameError, VerificationError
+
+pytestmark = pytest.mark.slow
+torch = pytest.importorskip("torch")
+
+MODEL = "pynet-v2-mobile"
+SIZE = (160, 224)  # RAW mosaic: small, and free of onnx2tf layout ambiguity (see layout_guard)
+
+
+class BundleCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._done: dict[tuple, object] = {}
+
+    def get(self, model: str, target: str, **kw):
+        key = (model, target, tuple(sorted((k, str(v)) for k, v in kw.items())))
+        if key not in self._done:
+            out = self.root / f"{model}_{target}_{len(self._done)}"
+            self._done[key] = convert(ConvertOptions(model=model, target=target, input_size=kw.pop("input_size", SIZE),
+                                                     output=out, **kw))
+        return self._done[key]
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory) -> BundleCache:
+    return BundleCache(tmp_path_factory.mktemp("bundles"))
+
+
+def _reference(model: str, x: np.ndarray, **options) -> np.ndarray:
+    from edge_isp.models import create
+
+    with torch.no_grad():
+        return create(model, seed=0, **options)(torch.from_numpy(x)).numpy()
+
+
+@pytest.mark.parametrize("target", [t.name for t in list_targets()])
+def test_every_target_converts_and_matches_pytorch(bundles, target):
+    result = bundles.get(MODEL, target)
+    m = result.manifest
+    t = get_target(target)
+    assert m["target"]["name"] == target and m["target"]["precision"] == t.precision
+    assert m["verification"]["passed"] and m["verification"]["psnr_db"] >= t.min_psnr_db
+    assert m["input"]["mosaic_hw"] == list(SIZE)
+    assert result.bundle.model_file.stat().st_size == m["artifact"]["size_bytes"] - sum(
+        (result.bundle.path / f).stat().st_size for f in m["artifact"]["extra_files"])
+    # Independent re-check: fresh inputs through the runtime named in the manifest.
+    from edge_isp.runtimes import open_runner
+
+    runner = open_runner(result.bundle.runtime, result.bundle.model_file, **m["artifact"]["runtime_options"])
+    x = np.random.default_rng(7).random((2, 4, SIZE[0] // 2, SIZE[1] // 2), dtype=np.float32) * 0.6
+    ref, got = _reference(MODEL, x), runner.run(x)
+    assert got.shape == ref.shape == (2, 3, *SIZE)
+    mse = np.mean((np.clip(ref, 0, 1) - np.clip(got, 0, 1)) ** 2)
+    assert 10 * np.log10(1 / max(mse, 1e-30)) >= t.min_psnr_db - 6  # random data is harder than RAW crops
+
+
+def test_goals_per_precision(bundles):
+    """The issue's goals: FP32 >= 100 dB, FP16 >= 60 dB vs PyTorch."""
+    for target in ("onnx-fp32", "cpu-fp32", "openvino-fp32"):
+        assert bundles.get(MODEL, target).manifest["verification"]["psnr_db"] >= 100, target
+    for target in ("gpu-fp16", "openvino-fp16"):
+        assert bundles.get(MODEL, target).manifest["verification"]["psnr_db"] >= 60, target
+
+
+def test_int8_tflite_is_integer_with_integer_io(bundles):
+    from ai_edge_litert.interpreter import Interpreter
+
+    result = bundles.get(MODEL, "nnapi-int8")
+    m = result.manifest
+    interp = Interpreter(model_path=str(result.bundle.model_file))
+    assert np.dtype(interp.get_input_details()[0]["dtype"]) == np.int8
+    assert np.dtype(interp.get_output_details()[0]["dtype"]) == np.int8
+    assert m["calibration"]["samples"] == 16 and m["calibration"]["seed"] == 0
+    assert m["quantization"]["weights"] == "per-channel"
+
+
+def test_uint8_io_target(bundles):
+    from ai_edge_litert.interpreter import Interpreter
+
+    b = bundles.get(MODEL, "nnapi-uint8").bundle
+    assert np.dtype(Interpreter(model_path=str(b.model_file)).get_input_details()[0]["dtype"]) == np.uint8
+
+
+def test_keep_norm_float_leaves_norm_ops_float(bundles):
+    from ai_edge_litert.interpreter import Interpreter
+
+    result = bundles.get(MODEL, "cpu-int8", keep_float=("norm",))
+    interp = Interpreter(model_path=str(result.bundle.model_file))
+    ops = interp._get_ops_details()  # noqa: SLF001
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    means = [op for op in ops if op["op_name"] == "MEAN"]
+    assert means, "pynet-v2-mobile's InstanceNorm should lower to MEAN ops"
+    assert all(np.dtype(tensors[op["outputs"][0]]["dtype"]) == np.float32 for op in means)
+    assert result.manifest["quantization"]["float_ops"] == ["MEAN", "SQUARED_DIFFERENCE", "RSQRT"]
+
+
+def test_layer_report_ranks_layers(bundles):
+    m = bundles.get(MODEL, "cpu-int8", layer_report=True).manifest
+    errs = m["layer_errors"]
+    assert 1 <= len(errs) <= 12
+    ranks = [e["rmse_over_scale"] for e in errs]
+    assert ranks == sorted(ranks, reverse=True) and ranks[0] > 0
+
+
+def test_calibration_from_folder_holds_out_files(tmp_path, shared_raw):
+    import shutil
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    shutil.copy(shared_raw / "halide_bayer_small_grbg.png", calib / "a.png")
+    shutil.copy(shared_raw / "halide_bayer_small_grbg.png", calib / "b.png")
+    result = convert(ConvertOptions(model="microisp", target="openvino-int8", input_size=(192, 192),
+                                    calib_dir=calib, calib_samples=4, verify_samples=2,
+                                    raw_layout={"cfa": "GRBG", "black_level": 25, "white_level": 1023},
+                                    output=tmp_path / "b"))
+    m = result.manifest
+    assert m["calibration"]["files"] == ["a.png"] and m["verification"]["inputs"]["files"] == ["b.png"]
+    assert m["calibration"]["samples"] == 4 and m["verification"]["samples"] == 2
+
+
+def test_failed_verification_writes_nothing(tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(VerificationError, match="dB PSNR"):
+        convert(ConvertOptions(model="microisp", target="onnx-fp32", input_size=(192, 192),
+                               min_psnr_db=1000, output=out))
+    assert not out.exists() and not any(tmp_path.iterdir())
+
+
+def test_existing_bundle_is_replaced_whole(tmp_path):
+    out = tmp_path / "b"
+    convert(ConvertOptions(model="microisp", target="onnx-fp32", input_size=(192, 192), output=out))
+    first = json.loads((out / "manifest.json").read_text())["created"]
+    convert(ConvertOptions(model="microisp", target="onnx-fp32", input_size=(192, 192), output=out, seed=1))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["weights"] == "init(seed=1)" and first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+@pytest.mark.parametrize(("opts", "error", "words"), [
+    ({"target": "nnapi-int9"}, UnknownNameError, "Did you mean 'nnapi-int8'"),
+    ({"model": "pynet-v3"}, UnknownNameError, "unknown model"),
+    ({"input_size": (164, 224)}, InputError, "multiples of 8"),
+    ({"input_size": (16, 16)}, InputError, "too small"),
+])
+def test_bad_options_fail_clearly(tmp_path, opts, error, words):
+    with pytest.raises(error, match=words):
+        convert(ConvertOptions(**{"model": MODEL, "target": "onnx-fp32", "output": tmp_path / "x", **opts}))
+    assert not (tmp_path / "x").exists()
+
+
+def test_unreadable_calibration_file_fails_clearly(tmp_path):
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    (calib / "broken.dng").write_bytes(b"not a dng at all")
+    with pytest.raises(InputError, match="broken.dng"):
+        convert(ConvertOptions(model="microisp", target="cpu-int8", input_size=(192, 192), calib_dir=calib,
+                               output=tmp_path / "x"))
+
+
+def test_load_bundle_detects_incomplete(tmp_path, bundles):
+    import shutil
+
+    src = bundles.get(MODEL, "openvino-fp32").bundle.path
+    copy = tmp_path / "copy"
+    shutil.copytree(src, copy)
+    assert load_bundle(copy).target == "openvino-fp32"
+    (copy / "model.bin").unlink()
+    with pytest.raises(BundleError, match="model.bin is missing"):
+        load_bundle(copy)
+    with pytest.raises(BundleError, match="not an edge-isp bundle"):
+        load_bundle(tmp_path)
