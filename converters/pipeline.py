@@ -27,9 +27,10 @@ from edge_isp.errors import InputError
 
 DEFAULT_MODEL = "pynet-v2-mobile"
 
-# "--keep-float norm" means the ops a normalisation layer becomes in each format.
+# "--keep-float norm" means the normalisation layers: in OpenVINO the MVN op type; in
+# TFLite the InstanceNorm subgraphs, found in the float model (tflite.norm_island_nodes).
 KEEP_FLOAT_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
-    "norm": {"tflite": ("MEAN", "SQUARED_DIFFERENCE", "RSQRT"), "openvino": ("MVN",)},
+    "norm": {"tflite": (), "openvino": ("MVN",)},
 }
 
 
@@ -108,8 +109,9 @@ def _build_tflite(ctx: _Context) -> _Built:
     io_dtype = ctx.opts.io_dtype or ctx.target.io_dtype
     calibrated = tflite.calibrate(saved, ctx.calib.data)
     keep = tuple(op.upper() for op in _keep_float(ctx, "tflite"))
+    nodes = tuple(tflite.norm_island_nodes(f32)) if "norm" in ctx.opts.keep_float else ()
     built = tflite.quantize_int8(calibrated, ctx.work / "model_int8.tflite", ctx.calib.data, io_dtype=io_dtype,
-                                 per_channel=ctx.opts.per_channel, keep_float_ops=keep,
+                                 per_channel=ctx.opts.per_channel, keep_float_ops=keep, keep_float_nodes=nodes,
                                  layer_report=ctx.opts.layer_report)
     return _Built(built.path, quantization=built.quantization, layer_errors=built.layer_errors)
 

@@ -165,3 +165,36 @@ def _layer_errors(calibrated: bytes, calib_nchw: np.ndarray, per_channel: bool, 
         })
     report.sort(key=lambda r: r["rmse_over_scale"], reverse=True)
     return report[:top]
+
+
+# Elementwise ops an InstanceNorm lowers into; an island grows through these only.
+_NORM_CHAIN_OPS = frozenset({"MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SUB", "MUL", "ADD", "SQRT", "DIV"})
+
+
+def norm_island_nodes(float_tflite: Path) -> list[str]:
+    """Output tensor names of every op in the normalisation subgraphs of a float TFLite model.
+
+    Seeds are spatial MEANs (how onnx2tf lowers InstanceNorm); the island grows forward
+    through the elementwise ops of the norm (x - mean, variance, rsqrt, scale, shift) and
+    stops at the next non-elementwise op (conv, PReLU, ...). Keeping exactly these in float
+    removes the INT8 loss of normalisation without floating the convolutions.
+    """
+    from edge_isp.runtimes.litert import _interpreter_class
+
+    interp = _interpreter_class("litert")(model_path=str(float_tflite))
+    ops = interp._get_ops_details()  # noqa: SLF001 - the only op-level view the interpreter offers
+    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    consumers: dict[int, list[dict[str, Any]]] = {}
+    for op in ops:
+        for idx in op["inputs"]:
+            consumers.setdefault(int(idx), []).append(op)
+    island: dict[int, dict[str, Any]] = {op["index"]: op for op in ops if op["op_name"] == "MEAN"}
+    frontier = list(island.values())
+    while frontier:
+        op = frontier.pop()
+        for out in op["outputs"]:
+            for nxt in consumers.get(int(out), []):
+                if nxt["op_name"] in _NORM_CHAIN_OPS and nxt["index"] not in island:
+                    island[nxt["index"]] = nxt
+                    frontier.append(nxt)
+    return sorted({names[int(o)] for op in island.values() for o in op["outputs"]})

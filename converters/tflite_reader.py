@@ -104,7 +104,9 @@ class TfliteModel:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+    """DilationWFactor -> dilation_w_factor, FusedActivationFunction -> fused_activation_function."""
+    step = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", step).lower()
 
 
 @lru_cache(maxsize=None)

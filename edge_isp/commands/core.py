@@ -28,12 +28,12 @@ def version(as_json: bool = JsonFlag) -> None:
 @app.command()
 def models(as_json: bool = JsonFlag) -> None:
     """List the registered ISP models with their exact parameter counts."""
-    from edge_isp.models import count_params, create, list_models, model_info
+    from edge_isp.models import list_models, model_info, params_of
 
     rows = []
     for name in list_models():
         info = model_info(name)
-        params = count_params(create(name, **info.reference_options))
+        params = params_of(name, **info.reference_options)
         rows.append({
             "name": name, "params": params, "reference_params": info.reference_params,
             "input": "packed Bayer (N,4,H/2,W/2)", "output_scale": info.output_scale,
@@ -44,11 +44,14 @@ def models(as_json: bool = JsonFlag) -> None:
         print_json(rows)
         return
     table = Table(title="edge-isp models")
-    for col in ("name", "params", "output", "default input", "notes"):
-        table.add_column(col, overflow="fold")
+    table.add_column("name", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("reference", no_wrap=True)
+    table.add_column("input", no_wrap=True)
+    table.add_column("summary", overflow="fold")
     for r in rows:
-        table.add_row(r["name"], f"{r['params']:,}", f"x{r['output_scale']:g} of mosaic",
-                      r["default_input_size"], r["summary"])
+        ref = "-" if r["reference_params"] is None else ("exact" if r["reference_params"] == r["params"] else f"{r['reference_params']:,}")
+        table.add_row(r["name"], f"{r['params']:,}", ref, r["default_input_size"], r["summary"])
     out.print(table)
 
 

@@ -6,7 +6,8 @@ from edge_isp.models._registry import (
     create,
     list_models,
     model_info,
+    params_of,
     register_model,
 )
 
-__all__ = ["ModelInfo", "count_params", "create", "list_models", "model_info", "register_model"]
+__all__ = ["ModelInfo", "count_params", "create", "list_models", "model_info", "params_of", "register_model"]

@@ -104,3 +104,13 @@ def create(name: str, *, seed: int | None = 0, **options: Any) -> Any:
 
 def count_params(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def params_of(name: str, **options: Any) -> int:
+    """Parameter count of a registered model without allocating or initialising weights."""
+    info = model_info(name)
+    from edge_isp._deps import require
+
+    torch = require("torch", f"building model {name!r}")
+    with torch.device("meta"):
+        return count_params(info.builder(**{**info.default_options, **options}))

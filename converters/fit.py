@@ -1,0 +1,209 @@
+"""Conversion-time choices that make an ISP model fit an accelerator (explicit, recorded).
+
+Each choice is named, off by default, recorded in the manifest by the caller, and its
+numeric cost is measured by the usual verification against PyTorch. Choices:
+
+``pixel_shuffle="dcr"`` (exact)
+    PyTorch's ``PixelShuffle`` exports as ONNX ``DepthToSpace`` in CRD order, which onnx2tf
+    lowers to RESHAPE(6-D) + TRANSPOSE(6-D) + RESHAPE. Rank-6 tensors are refused by the
+    GPU delegate and NNAPI, and the 6-D TRANSPOSE forces TRANSPOSE op version 6 on every
+    TRANSPOSE of the model (above what NNAPI (2) and the GPU delegate (4) accept). DCR order
+    is the same op up to a permutation of the input channels, and onnx2tf maps DCR to
+    ``tf.nn.depth_to_space`` -> TFLite DEPTH_TO_SPACE (NNAPI from API 27, GPU). So the
+    producing Conv's output channels (and any per-channel PRelu slopes in between) are
+    permuted and the node switched to DCR: same function, different graph.
+
+``drop_noop_pads=True`` (exact)
+    A 1x1 conv with ``padding_mode="reflect"`` exports a Pad with all-zero pads; TFLite keeps
+    it as a MIRROR_PAD (NNAPI feature level 7 only). Removing such Pads changes nothing.
+
+``padding="zero"`` (changes the function; a model option, not an ONNX rewrite)
+    Reflect padding becomes MIRROR_PAD (NNAPI feature level 7 only); zero padding becomes
+    PAD (API 28+) or folds into the conv. pynet-v2-mobile has it as a model option
+    (``-O padding=zero``); with trained reflect-pad weights it shifts border pixels, which
+    verification measures.
+
+``pynet-v2-mobile-nonorm`` (a different model)
+    InstanceNorm lowers to MEAN / SQUARED_DIFFERENCE / RSQRT; quantized RSQRT needs NNAPI
+    feature level 7 and INT8 InstanceNorm loses accuracy. The NoNorm variant has no such ops
+    but needs its own trained weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_isp._deps import require
+from edge_isp.errors import ConversionError, InputError
+
+# Per-channel ops that may sit between the Conv and the DepthToSpace.
+_CHANNELWISE = {"PRelu", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Identity"}
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    pixel_shuffle: str = "crd"       # "crd" (as exported) | "dcr" (rewrite for DEPTH_TO_SPACE)
+    drop_noop_pads: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pixel_shuffle not in ("crd", "dcr"):
+            raise InputError(f"fit option pixel_shuffle={self.pixel_shuffle!r} must be 'crd' or 'dcr'")
+
+    @property
+    def active(self) -> bool:
+        return self != FitOptions()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def parse(cls, pairs: dict[str, Any]) -> FitOptions:
+        """From ``{"pixel_shuffle": "dcr", "drop_noop_pads": true}`` (CLI ``--fit key=value``)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in pairs:
+            if key not in known:
+                raise InputError(f"unknown fit option {key!r}; known: {', '.join(sorted(known))}")
+        if "drop_noop_pads" in pairs and not isinstance(pairs["drop_noop_pads"], bool):
+            raise InputError("fit option drop_noop_pads must be true or false")
+        return cls(**pairs)
+
+
+def _perm_crd_to_dcr(channels: int, r: int) -> Any:
+    """perm[k_dcr] = k_crd for C = channels / r^2: k_crd = c*r*r + i*r + j, k_dcr = (i*r + j)*C + c."""
+    import numpy as np
+
+    c_out = channels // (r * r)
+    perm = np.empty(channels, dtype=np.int64)
+    for c in range(c_out):
+        for ij in range(r * r):
+            perm[ij * c_out + c] = c * r * r + ij
+    return perm
+
+
+def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
+    """Apply the ONNX-level fit options to ``path`` in place; returns what was changed."""
+    onnx = require("onnx", "fit options")
+    import numpy as np
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    graph_outputs = {o.name for o in graph.output}
+    changed = {"depth_to_space_dcr": 0, "noop_pads_removed": 0}
+
+    def single_use(name: str) -> bool:
+        return len(consumers.get(name, [])) == 1 and name not in graph_outputs
+
+    def set_init(name: str, array: Any) -> None:
+        new = numpy_helper.from_array(array.astype(numpy_helper.to_array(inits[name]).dtype), name)
+        inits[name].CopyFrom(new)
+
+    if options.pixel_shuffle == "dcr":
+        for node in graph.node:
+            if node.op_type != "DepthToSpace":
+                continue
+            attrs = {a.name: a for a in node.attribute}
+            mode = attrs["mode"].s.decode() if "mode" in attrs else "DCR"
+            if mode != "CRD":
+                continue
+            r = attrs["blocksize"].i
+            chain, x = [], node.input[0]
+            while x in producer and producer[x].op_type in _CHANNELWISE and single_use(x):
+                chain.append(producer[x])
+                x = producer[x].input[0]
+            conv = producer.get(x)
+            if conv is None or conv.op_type != "Conv" or not single_use(x):
+                raise ConversionError(
+                    f"fit pixel_shuffle=dcr: DepthToSpace {node.name!r} is not fed by a Conv (through per-channel "
+                    "ops only); cannot permute its channels. Convert without this fit option")
+            group = next((a.i for a in conv.attribute if a.name == "group"), 1)
+            if group != 1 or conv.input[1] not in inits:
+                raise ConversionError(f"fit pixel_shuffle=dcr: Conv {conv.name!r} is grouped or has runtime weights")
+            w = numpy_helper.to_array(inits[conv.input[1]])
+            perm = _perm_crd_to_dcr(w.shape[0], r)
+            set_init(conv.input[1], w[perm])
+            if len(conv.input) > 2 and conv.input[2]:
+                set_init(conv.input[2], numpy_helper.to_array(inits[conv.input[2]])[perm])
+            for op in chain:
+                for name in op.input[1:]:
+                    if name in inits:
+                        a = numpy_helper.to_array(inits[name])
+                        if a.size == w.shape[0]:
+                            set_init(name, a.reshape(-1)[perm].reshape(a.shape))
+                        elif a.size != 1:
+                            raise ConversionError(f"fit pixel_shuffle=dcr: cannot permute {op.op_type} parameter {name}")
+            if "mode" in attrs:
+                attrs["mode"].s = b"DCR"
+            else:
+                node.attribute.append(onnx.helper.make_attribute("mode", "DCR"))
+            changed["depth_to_space_dcr"] += 1
+
+    if options.drop_noop_pads:
+        keep = []
+        for node in graph.node:
+            pads = node.input[1] if node.op_type == "Pad" and len(node.input) > 1 else None
+            if pads in inits and not np.any(numpy_helper.to_array(inits[pads])) \
+                    and node.output[0] not in graph_outputs:
+                src, dst = node.input[0], node.output[0]
+                for c in consumers.get(dst, []):
+                    for k, name in enumerate(c.input):
+                        if name == dst:
+                            c.input[k] = src
+                changed["noop_pads_removed"] += 1
+                continue
+            keep.append(node)
+        del graph.node[:]
+        graph.node.extend(keep)
+        used = {i for n in graph.node for i in n.input}
+        unused = [i for i in graph.initializer if i.name not in used]
+        for init in unused:
+            graph.initializer.remove(init)
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ConversionError(f"fit options produced an invalid ONNX graph: {exc}") from exc
+    onnx.save(proto, str(path))
+    return changed
+
+
+def fitted_export(options: FitOptions) -> Callable[..., Any]:
+    """An ``export_onnx`` that applies the ONNX-level fit options right after exporting."""
+    from edge_isp.converters.onnx_export import export_onnx
+
+    def export(model: Any, input_shape: tuple[int, int, int, int], path: Path) -> Any:
+        exported = export_onnx(model, input_shape, path)
+        if not options.active:
+            return exported
+        rewrite_onnx(Path(path), options)
+        onnx = require("onnx", "fit options")
+        ops: dict[str, int] = {}
+        for node in onnx.load(str(path)).graph.node:
+            ops[node.op_type] = ops.get(node.op_type, 0) + 1
+        return dataclasses.replace(exported, op_types=dict(sorted(ops.items())))
+
+    return export
+
+
+@contextmanager
+def applied(options: FitOptions) -> Iterator[None]:
+    """Run ``pipeline.convert`` with the fit options (until the pipeline takes them itself)."""
+    from edge_isp.converters import pipeline
+
+    original = pipeline.export_onnx
+    pipeline.export_onnx = fitted_export(options)
+    try:
+        yield
+    finally:
+        pipeline.export_onnx = original

@@ -1,0 +1,270 @@
+"""Host benchmarks: latency distribution, throughput, load time and peak memory of a model.
+
+    >>> from edge_isp.bench import bench, bench_many
+    >>> r = bench("edge-isp-out/pynet-v2-mobile_cpu-fp32", runs=20, threads=2)
+    >>> r.metrics()["latency_ms.p90"], r.throughput_fps, r.peak_rss_mb
+    >>> results = bench_many([b1, b2, "pynet-v2-mobile"], time_budget_s=10)   # side by side
+
+Every figure is measured in this process: warm-up runs first (not timed), then either
+``runs`` timed runs or as many as fit in ``time_budget_s`` (at least ``min_runs``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_isp._resources import peak_rss_mb, reset_peak_rss
+from edge_isp.errors import InputError
+
+DEFAULT_WARMUP = 3
+DEFAULT_RUNS = 20
+DEFAULT_MIN_RUNS = 5
+
+
+# ----------------------------------------------------------------------------- machine
+
+def current_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, logical cores, cores this process may use, OS, Python."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    return {
+        "cpu": _cpu_model(), "arch": platform.machine(), "logical_cores": os.cpu_count(),
+        "usable_cores": usable, "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(), "hostname": platform.node(),
+    }
+
+
+def tool_versions() -> dict[str, str]:
+    from edge_isp import __version__
+    from edge_isp.converters.bundle import tool_versions as _versions
+
+    versions = _versions()
+    versions["edge-isp"] = __version__
+    return versions
+
+
+# ------------------------------------------------------------------------------ result
+
+@dataclass
+class LatencyStats:
+    mean: float
+    median: float
+    p90: float
+    p99: float
+    min: float
+    max: float
+    stdev: float
+
+    @classmethod
+    def of(cls, samples_ms: Sequence[float]) -> LatencyStats:
+        if not samples_ms:
+            raise InputError("no timed runs to summarise; give runs >= 1")
+        a = np.asarray(samples_ms, dtype=np.float64)
+        return cls(mean=float(a.mean()), median=float(np.median(a)), p90=float(np.percentile(a, 90)),
+                   p99=float(np.percentile(a, 99)), min=float(a.min()), max=float(a.max()),
+                   stdev=float(statistics.stdev(a)) if len(a) > 1 else 0.0)
+
+
+@dataclass
+class BenchResult:
+    name: str                       # what the user passed (bundle path or model name)
+    model: str
+    target: str
+    runtime: str
+    precision: str | None
+    mosaic_hw: tuple[int, int]
+    batch: int
+    threads: int | None             # as requested (None = the runtime's default)
+    threads_used: int               # what that means on this machine
+    warmup_runs: int
+    runs: int
+    latency_ms: LatencyStats
+    throughput_fps: float
+    load_time_ms: float
+    first_run_ms: float
+    peak_rss_mb: float              # whole process during load + warm-up + timed runs
+    rss_before_load_mb: float
+    bundle_sha256: str | None = None
+    bundle: str | None = None
+    samples_ms: list[float] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=machine_info)
+    tools: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+    @property
+    def inference_rss_mb(self) -> float:
+        """Peak memory added by loading and running the model (peak minus RSS before load)."""
+        return self.peak_rss_mb - self.rss_before_load_mb
+
+    def metrics(self) -> dict[str, float]:
+        """Every figure as a dotted metric name with its unit (what the results store keeps)."""
+        m = {f"latency_ms.{k}": v for k, v in asdict(self.latency_ms).items()}
+        m.update({
+            "throughput_fps": self.throughput_fps, "load_time_ms": self.load_time_ms,
+            "first_run_ms": self.first_run_ms, "peak_rss_mb": self.peak_rss_mb,
+            "inference_rss_mb": self.inference_rss_mb, "threads": float(self.threads_used),
+            "runs": float(self.runs),
+        })
+        return {k: round(float(v), 4) for k, v in m.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["metrics"] = self.metrics()
+        return d
+
+    def to_measurement(self, device: str = "local", commit: str | None = None, kind: str = "bench"):
+        from edge_isp.results import Measurement
+
+        return Measurement(
+            model=self.model, target=self.target, runtime=self.runtime, device=device, kind=kind,
+            metrics=self.metrics(), bundle_sha256=self.bundle_sha256, commit=commit, **({"created": self.created} if self.created else {}),
+            extra={"name": self.name, "bundle": self.bundle, "precision": self.precision,
+                   "mosaic_hw": list(self.mosaic_hw), "batch": self.batch, "threads": self.threads,
+                   "warmup_runs": self.warmup_runs, "machine": self.machine, "tools": self.tools,
+                   "samples_ms": [round(s, 3) for s in self.samples_ms]},
+        )
+
+
+# ------------------------------------------------------------------------------- timing
+
+def time_runs(fn: Callable[[], Any], runs: int | None = DEFAULT_RUNS, time_budget_s: float | None = None,
+              min_runs: int = DEFAULT_MIN_RUNS, max_runs: int = 10_000) -> list[float]:
+    """Call ``fn`` ``runs`` times, or until ``time_budget_s`` is spent (>= ``min_runs``); ms each."""
+    if runs is not None and runs < 1:
+        raise InputError(f"runs must be at least 1, got {runs}")
+    if time_budget_s is not None and time_budget_s <= 0:
+        raise InputError(f"the time budget must be positive, got {time_budget_s}")
+    samples: list[float] = []
+    deadline = time.perf_counter() + time_budget_s if time_budget_s is not None else math.inf
+    limit = runs if runs is not None else max_runs
+    while len(samples) < limit:
+        t0 = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - t0) / 1e6)
+        if time_budget_s is not None and time.perf_counter() >= deadline and len(samples) >= min(min_runs, limit):
+            break
+    return samples
+
+
+def bench_runner(loaded: Any, *, runs: int | None = DEFAULT_RUNS, time_budget_s: float | None = None,
+                 warmup: int = DEFAULT_WARMUP, min_runs: int = DEFAULT_MIN_RUNS, name: str | None = None,
+                 rss_before_load_mb: float | None = None, seed: int = 0) -> BenchResult:
+    """Benchmark an already loaded runner (from ``open_bundle`` / ``open_model``)."""
+    x = loaded.example_input(seed)
+    t0 = time.perf_counter_ns()
+    loaded.run(x)                         # the first call: allocation, JIT, weight packing
+    first_ms = (time.perf_counter_ns() - t0) / 1e6
+    for _ in range(max(0, warmup - 1)):
+        loaded.run(x)
+    samples = time_runs(lambda: loaded.run(x), runs=runs if time_budget_s is None or runs else None,
+                        time_budget_s=time_budget_s, min_runs=min_runs)
+    stats = LatencyStats.of(samples)
+    return BenchResult(
+        name=name or loaded.name, model=loaded.model, target=loaded.target, runtime=loaded.runtime,
+        precision=loaded.precision, mosaic_hw=tuple(loaded.mosaic_hw), batch=loaded.batch,
+        threads=loaded.threads, threads_used=loaded.threads_used, warmup_runs=max(1, warmup), runs=len(samples),
+        latency_ms=stats, throughput_fps=1000.0 * loaded.batch / stats.mean,
+        load_time_ms=loaded.load_time_s * 1000.0, first_run_ms=first_ms, peak_rss_mb=peak_rss_mb(),
+        rss_before_load_mb=rss_before_load_mb if rss_before_load_mb is not None else current_rss_mb(),
+        bundle_sha256=loaded.bundle_sha256,
+        bundle=str(loaded.bundle.path) if getattr(loaded, "bundle", None) is not None else None,
+        samples_ms=samples, tools=tool_versions(),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
+    )
+
+
+def bench(what: Path | str, *, threads: int | None = None, runtime: str | None = None,
+          runs: int | None = DEFAULT_RUNS, time_budget_s: float | None = None, warmup: int = DEFAULT_WARMUP,
+          min_runs: int = DEFAULT_MIN_RUNS, input_size: tuple[int, int] | None = None) -> BenchResult:
+    """Load (timed) and benchmark one bundle folder, or a registry model in PyTorch."""
+    from edge_isp.runtimes.bundle_runner import open_bundle, open_model
+
+    gc.collect()
+    rss0 = current_rss_mb()
+    reset_peak_rss()
+    p = Path(what)
+    if p.exists():
+        loaded = open_bundle(p, threads=threads, runtime=runtime)
+    elif runtime not in (None, "torch"):
+        raise InputError(f"{what}: no such bundle folder (a model name runs in PyTorch only)")
+    else:
+        loaded = open_model(str(what), input_size, threads=threads)
+    try:
+        return bench_runner(loaded, runs=runs, time_budget_s=time_budget_s, warmup=warmup, min_runs=min_runs,
+                            name=str(what), rss_before_load_mb=rss0)
+    finally:
+        del loaded
+        gc.collect()
+
+
+def bench_many(items: Iterable[Path | str], *, on_done: Callable[[BenchResult], None] | None = None,
+               **kwargs: Any) -> list[BenchResult]:
+    """Benchmark several bundles one after the other (same settings) for a side-by-side table.
+
+    A registry model name among the items runs in PyTorch at the first bundle's RAW size
+    (unless ``input_size`` is given), so the reference sits in the same table.
+    """
+    items = list(items)
+    if not items:
+        raise InputError("nothing to benchmark: give one or more bundle folders")
+    if kwargs.get("input_size") is None:
+        from edge_isp.converters.bundle import load_bundle
+
+        for item in items:
+            if Path(item).exists():
+                kwargs["input_size"] = tuple(load_bundle(Path(item)).manifest["input"]["mosaic_hw"])
+                break
+    results = []
+    for item in items:
+        r = bench(item, **kwargs)
+        results.append(r)
+        if on_done is not None:
+            on_done(r)
+    return results
+
+
+def store_results(results: Iterable[BenchResult], path: Path | str | None = None, device: str = "local",
+                  commit: str | None = None) -> list[int]:
+    """Append bench results to the results store (default: ``EDGE_ISP_RESULTS``)."""
+    from edge_isp.results import ResultsStore, detect_commit
+
+    commit = commit or detect_commit()
+    return ResultsStore(path).add_many(r.to_measurement(device=device, commit=commit) for r in results)
+
+
+__all__ = ["BenchResult", "LatencyStats", "bench", "bench_many", "bench_runner", "machine_info",
+           "store_results", "time_runs", "tool_versions"]

@@ -1,0 +1,68 @@
+"""``edge-isp bench``: host benchmarks of one or more bundles, side by side, stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edge_isp.commands._common import JsonFlag, err, out, parse_hw, print_json
+from edge_isp.errors import InputError
+
+app = typer.Typer()
+
+
+@app.command()
+def bench(
+    bundles: list[str] = typer.Argument(..., help="Bundle folders (or registry model names, run in PyTorch)."),
+    device: str = typer.Option("local", "--device", "-d", help="Where to run: 'local' (this host)."),
+    runs: Optional[int] = typer.Option(None, "--runs", "-n", help="Timed runs (default 20, or as many as fit in --time-budget)."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Seconds of timed runs per bundle."),
+    warmup: int = typer.Option(3, "--warmup", help="Untimed runs first."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads (XNNPACK / OpenVINO / ORT / torch)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="Override the bundle's runtime (e.g. tflite-runtime)."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="RAW HxW for model names (default: the bundles')."),
+    results: Optional[Path] = typer.Option(None, "--results", help="Results store (default $EDGE_ISP_RESULTS or ./edge-isp-results.sqlite)."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not record the results."),
+    as_json: bool = JsonFlag,
+) -> None:
+    """Benchmark bundles on this host: latency stats, fps, load time, peak RSS; stored for 'gate'."""
+    from edge_isp.bench import bench_many, machine_info, store_results
+
+    if device != "local":
+        raise InputError(f"--device {device!r}: 'bench' runs on this host only (--device local); "
+                         "use 'edge-isp profile --device ...' for phones and boards")
+    if runs is None and time_budget is None:
+        runs = 20
+    kwargs = dict(runs=runs, time_budget_s=time_budget, warmup=warmup, threads=threads, runtime=runtime,
+                  input_size=parse_hw(input_size, "--input-size"))
+    if as_json:
+        found = bench_many(bundles, **kwargs)
+    else:
+        with err.status("benchmarking") as status:
+            status.update(f"benchmarking {bundles[0]}")
+            found = bench_many(bundles, on_done=lambda r: status.update(f"done {r.name}"), **kwargs)
+    ids = [] if no_store else store_results(found, results, device=device)
+    if as_json:
+        print_json({"machine": machine_info(), "results": [r.to_dict() for r in found], "stored_ids": ids})
+        return
+    m = found[0].machine
+    table = Table(title=f"host bench: {m['cpu']} ({m['usable_cores']}/{m['logical_cores']} cores)")
+    for col in ("bundle", "runtime", "prec", "input", "thr", "load ms", "mean", "median", "p90", "p99",
+                "min", "stdev", "fps", "peak RSS MB", "runs"):
+        table.add_column(col, justify="left" if col in ("bundle", "runtime", "prec", "input") else "right")
+    for r in found:
+        s = r.latency_ms
+        table.add_row(Path(r.name).name, r.runtime, r.precision or "",
+                      f"{r.mosaic_hw[0]}x{r.mosaic_hw[1]}", str(r.threads or f"{r.threads_used}*"),
+                      f"{r.load_time_ms:.0f}", f"{s.mean:.1f}", f"{s.median:.1f}", f"{s.p90:.1f}", f"{s.p99:.1f}",
+                      f"{s.min:.1f}", f"{s.stdev:.1f}", f"{r.throughput_fps:.1f}", f"{r.peak_rss_mb:.0f}", str(r.runs))
+    (out if out.is_terminal else Console(width=220)).print(table)
+    out.print("latency in ms; thr* = the runtime's default thread count", style="dim")
+    if ids:
+        from edge_isp.results import ResultsStore
+
+        out.print(f"stored {len(ids)} result(s) in {ResultsStore(results).path}", style="dim")

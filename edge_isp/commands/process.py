@@ -1,0 +1,89 @@
+"""``edge-isp process``: RAW photos -> RGB images through any runtime, tiled at full resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edge_isp.commands._common import JsonFlag, err, out, print_json
+
+app = typer.Typer()
+
+
+@app.command()
+def process(
+    photos: Optional[list[Path]] = typer.Argument(None, help="RAW files (DNG/CR2/NEF/..., headerless .raw, Bayer PNG/TIFF); default: the bundled sample."),
+    output_dir: Path = typer.Option(Path("edge-isp-out/process"), "--output", "-o", help="Folder for the images."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle", "-b", help="Bundle folder made by 'edge-isp convert'."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry model run in PyTorch (the reference)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="State-dict checkpoint for --model."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="Another runtime for the bundle's format (e.g. tflite-runtime)."),
+    fmt: str = typer.Option("png", "--format", "-f", help="png, jpg or tif."),
+    bits: int = typer.Option(8, "--bits", help="8 or 16 (PNG/TIFF)."),
+    quality: int = typer.Option(95, "--quality", help="JPEG quality."),
+    overlap: int = typer.Option(32, "--overlap", help="Tile overlap in packed pixels (2x in RAW pixels)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the runtime."),
+    width: Optional[int] = typer.Option(None, "--width"), height: Optional[int] = typer.Option(None, "--height"),
+    dtype: Optional[str] = typer.Option(None, "--dtype"), byte_order: Optional[str] = typer.Option(None, "--byte-order"),
+    cfa: Optional[str] = typer.Option(None, "--cfa", help="Bayer pattern when the file has none."),
+    black: Optional[float] = typer.Option(None, "--black"), white: Optional[float] = typer.Option(None, "--white"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Normalisation preset (e.g. zurich)."),
+    as_json: bool = JsonFlag,
+) -> None:
+    """Process RAW photos into RGB images (tiled with blending when larger than the model)."""
+    from edge_isp.process import check_output_format, load_runner, process_files
+
+    layout: dict[str, Any] = {k: v for k, v in {
+        "width": width, "height": height, "dtype": dtype, "byte_order": byte_order, "cfa": cfa,
+        "black_level": black, "white_level": white, "preset": preset}.items() if v is not None}
+    ext = check_output_format(fmt, bits)
+    if not photos:
+        from edge_isp.raw.samples import SAMPLE_LAYOUT, sample_path
+
+        photos = [sample_path()]
+        layout = {**SAMPLE_LAYOUT, **layout}
+        if not as_json:
+            err.print("no photos given: processing the bundled sample")
+    with err.status("loading the model"):
+        runner = load_runner(bundle=bundle, model=model, weights=weights, threads=threads, runtime=runtime)
+    if getattr(runner, "warning", None):
+        err.print(f"[yellow]warning:[/] {runner.warning}", highlight=False, soft_wrap=True)
+    if not as_json:
+        err.print(f"{runner.model} on {runner.runtime} ({runner.target}), tiles of "
+                  f"{runner.mosaic_hw[0]}x{runner.mosaic_hw[1]} RAW px, overlap {overlap}")
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err, disable=as_json, transient=False)
+    state: dict[str, Any] = {}
+
+    def on_start(path: Path, index: int) -> None:
+        state["task"] = progress.add_task(f"[{index + 1}/{len(photos)}] {path.name}", total=None)
+
+    def on_tile(done: int, total: int) -> None:
+        progress.update(state["task"], completed=done, total=total)
+
+    def on_done(result) -> None:
+        task = state["task"]
+        if result.ok:
+            progress.update(task, description=f"[green]ok[/] {result.source.name} -> {result.output}")
+        else:
+            progress.update(task, description=f"[red]failed[/] {result.source.name}", total=1, completed=0)
+            progress.console.print(f"[red]error:[/] {result.error}", highlight=False, soft_wrap=True)
+
+    with progress:
+        report = process_files(photos, output_dir, runner=runner, ext=ext, bits=bits, overlap=overlap,
+                               quality=quality, raw_layout=layout, on_start=on_start, on_tile=on_tile, on_done=on_done)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        done = [r for r in report.results if r.ok]
+        for r in done:
+            out.print(f"{r.output}  ({r.mosaic_hw[0]}x{r.mosaic_hw[1]}, {r.tiles} tiles, {r.seconds:.1f} s, "
+                      f"peak RSS {r.peak_rss_mb:.0f} MB)", highlight=False)
+        if report.failed:
+            err.print(f"[red]{len(report.failed)} of {len(report.results)} file(s) failed[/]")
+    if not report.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,118 @@
+"""The default model: a registry model with trained weights that ship inside the package.
+
+    >>> from edge_isp.models.pretrained import DEFAULT, load_default
+    >>> net = load_default()            # torch.nn.Module in eval mode, weights loaded
+    >>> DEFAULT.name, DEFAULT.options   # what 'edge-isp convert' builds by default
+
+How it was trained, on what, and how good it is: ``edge_isp/assets/DEFAULT_MODEL.md``
+(``default_card()``); reproduce it with ``scripts/train_default.sh``.
+
+The weights are stored as float16 (half the file size); they are loaded into a float32
+model (the difference to the float32 training weights is far below INT8 quantisation
+error). Nothing is downloaded: the file is package data.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from edge_isp.errors import InputError
+
+
+@dataclass(frozen=True)
+class PretrainedSpec:
+    """A registry model name + build options + a weights file in ``edge_isp/assets``."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    weights: str = ""
+    card: str = ""
+    summary: str = ""
+
+
+DEFAULT = PretrainedSpec(
+    name="pynet-v2-mobile-nonorm",
+    options={"padding": "zero"},
+    weights="default_isp_pynet_v2_nonorm.pt",
+    card="DEFAULT_MODEL.md",
+    summary=(
+        "PyNET-V2 Mobile without instance norm, zero padding (NNAPI/INT8-friendly), trained "
+        "from scratch on synthetic RAW made by unprocessing packaged photos"
+    ),
+)
+
+_files = contextlib.ExitStack()
+atexit.register(_files.close)
+
+
+def _asset(name: str) -> Path:
+    resource = resources.files("edge_isp") / "assets" / name
+    if not resource.is_file():
+        raise InputError(
+            f"the packaged asset {name} is missing; reinstall edge-isp (edge_isp/assets must be "
+            "installed as package data) or train it with scripts/train_default.sh"
+        )
+    return Path(_files.enter_context(resources.as_file(resource)))
+
+
+def default_weights_path(spec: PretrainedSpec = DEFAULT) -> Path:
+    """Path of the default model's weights file (a float16 state dict)."""
+    return _asset(spec.weights)
+
+
+def default_card(spec: PretrainedSpec = DEFAULT) -> str:
+    """The model card (Markdown): data, recipe, training time, held-out quality."""
+    return _asset(spec.card).read_text(encoding="utf-8")
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """A float32 state dict from a weights file (float16 tensors are widened)."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    return {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in state.items()}
+
+
+def load_pretrained(spec: PretrainedSpec = DEFAULT) -> Any:
+    """Build ``spec``'s registry model and load its packaged weights (eval mode, float32)."""
+    from edge_isp.models import create
+
+    model = create(spec.name, seed=None, **spec.options)
+    state = load_state(default_weights_path(spec))
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise InputError(
+            f"packaged weights {spec.weights} do not match {spec.name} {spec.options}: "
+            f"missing {result.missing_keys[:2]}, unexpected {result.unexpected_keys[:2]}"
+        )
+    model.eval()
+    return model
+
+
+def load_default() -> Any:
+    """The default model with its trained weights (a ``torch.nn.Module`` in eval mode)."""
+    return load_pretrained(DEFAULT)
+
+
+def export_weights(checkpoint: Path, target: Path) -> Path:
+    """Write a training checkpoint's model weights as a float16 state dict (atomically)."""
+    import torch
+
+    from edge_isp._atomic import atomic_path
+
+    state = load_state(Path(checkpoint))
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    with atomic_path(Path(target)) as tmp:
+        torch.save(half, tmp)
+    return Path(target)
+
+
+__all__ = ["DEFAULT", "PretrainedSpec", "default_card", "default_weights_path", "export_weights",
+           "load_default", "load_pretrained"]

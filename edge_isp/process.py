@@ -1,0 +1,251 @@
+"""Full-resolution processing: RAW files -> RGB images through any runtime.
+
+    >>> from edge_isp.process import load_runner, process_files
+    >>> runner = load_runner(bundle="edge-isp-out/pynet-v2-mobile_cpu-fp32")
+    >>> report = process_files(["a.dng", "b.dng"], "out/", runner=runner, ext=".tif", bits=16)
+    >>> report.ok, [r.output for r in report.results]
+
+Photos larger than the model's input run in overlapping, blended tiles
+(:mod:`edge_isp.runtimes.tiling`), in bounded memory. Each output is written atomically;
+a file that cannot be read or processed is reported and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_isp._atomic import atomic_path
+from edge_isp._resources import peak_rss_mb, reset_peak_rss
+from edge_isp.errors import EdgeIspError, InputError
+
+DEFAULT_OUTPUT_DIR = Path("edge-isp-out") / "process"
+# PyTorch tiles (the reference runner takes any size): the largest tile, RAW mosaic px.
+TORCH_TILE_MOSAIC = (512, 768)
+DEFAULT_OVERLAP = 32
+
+
+@dataclass
+class FileResult:
+    source: Path
+    output: Path | None = None
+    ok: bool = False
+    error: str | None = None
+    seconds: float = 0.0
+    tiles: int = 0
+    mosaic_hw: tuple[int, int] | None = None
+    peak_rss_mb: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["source"], d["output"] = str(self.source), str(self.output) if self.output else None
+        return d
+
+
+@dataclass
+class ProcessReport:
+    runner: dict[str, Any]
+    results: list[FileResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self.results if not r.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runner": self.runner, "ok": self.ok, "results": [r.to_dict() for r in self.results]}
+
+
+# ---------------------------------------------------------------------------- runners
+
+def _default_net() -> tuple[str, Any, str | None]:
+    """The default model: trained weights when ``edge_isp.models.pretrained`` ships them.
+
+    Returns (registry name, module, warning or None).
+    """
+    from edge_isp.converters.pipeline import DEFAULT_MODEL
+    from edge_isp.models import create
+
+    try:
+        pretrained = importlib.import_module("edge_isp.models.pretrained")
+    except ImportError:
+        pretrained = None
+    if pretrained is not None and hasattr(pretrained, "load_default"):
+        spec = getattr(pretrained, "DEFAULT", None)
+        try:
+            return str(getattr(spec, "name", DEFAULT_MODEL)), pretrained.load_default(), None
+        except EdgeIspError as exc:
+            warning = f"the trained default model is unavailable ({exc}); using untrained {DEFAULT_MODEL}"
+            return DEFAULT_MODEL, create(DEFAULT_MODEL), warning
+    return DEFAULT_MODEL, create(DEFAULT_MODEL), f"no trained default model is installed; using untrained {DEFAULT_MODEL}"
+
+
+def load_runner(bundle: Path | str | None = None, model: str | None = None, *, weights: Path | None = None,
+                options: dict[str, Any] | None = None, threads: int | None = None, runtime: str | None = None):
+    """A bundle's runner, a registry model's PyTorch runner, or (neither) the default model."""
+    from edge_isp.runtimes.bundle_runner import open_bundle, open_model
+
+    if bundle is not None and model is not None:
+        raise InputError("give either --bundle or --model, not both")
+    if bundle is not None:
+        return open_bundle(bundle, threads=threads, runtime=runtime)
+    if model is None and weights is None and not options:
+        name, net, warning = _default_net()
+        loaded = open_model(name, TORCH_TILE_MOSAIC, net=net, threads=threads)
+        loaded.warning = warning
+        return loaded
+    return open_model(model, TORCH_TILE_MOSAIC, weights=weights, options=options, threads=threads)
+
+
+def _tile_for(runner: Any, mosaic_hw: tuple[int, int]) -> tuple[int, int] | None:
+    """PyTorch runs any size: shrink its tile to a small photo (to the model's multiple)."""
+    if getattr(runner, "runtime", "") != "torch":
+        return None
+    from edge_isp.models import model_info
+
+    mult = max(1, model_info(runner.model).input_multiple)
+    th, tw = runner.packed_hw
+    want = [max(model_info(runner.model).min_packed_size, -(-(v // 2) // mult) * mult) for v in mosaic_hw]
+    return min(th, want[0]), min(tw, want[1])
+
+
+# ------------------------------------------------------------------------------ files
+
+def output_path(source: Path, output_dir: Path, ext: str, taken: set[Path] | None = None) -> Path:
+    ext = ext if ext.startswith(".") else "." + ext
+    path = Path(output_dir) / (Path(source).stem + ext.lower())
+    n = 2
+    while taken is not None and path in taken:
+        path = Path(output_dir) / f"{Path(source).stem}_{n}{ext.lower()}"
+        n += 1
+    if taken is not None:
+        taken.add(path)
+    return path
+
+
+def write_quantised(path: Path, data: np.ndarray, quality: int = 95) -> Path:
+    """Write an already quantised (H, W, 3) uint8/uint16 image atomically (no float copy)."""
+    from edge_isp.raw import image_io
+
+    ext = path.suffix.lower()
+    writers = getattr(image_io, "_WRITERS", {})
+    writer = writers.get(ext)
+    bits = 16 if data.dtype == np.uint16 else 8
+    if writer is None or bits not in writer.bits:
+        # Fall back to the public writer (costs a float copy of the image).
+        top = float(np.iinfo(data.dtype).max)
+        return image_io.write_image(path, data.astype(np.float32) / top, bits=bits, quality=quality)
+    with atomic_path(path) as tmp:
+        writer.write(tmp, data, quality)
+        _umask_mode(tmp)
+    return path
+
+
+def _umask_mode(path: Path) -> None:
+    """Temporary files are created 0600; give the output the mode a plain open() would."""
+    mask = os.umask(0)
+    os.umask(mask)
+    try:
+        os.chmod(path, 0o666 & ~mask)
+    except OSError:
+        pass
+
+
+def check_output_format(ext: str, bits: int) -> str:
+    from edge_isp.raw import image_io
+
+    ext = (ext if ext.startswith(".") else "." + ext).lower()
+    if ext not in image_io.image_extensions():
+        raise InputError(f"cannot write {ext!r} images; use one of {', '.join(image_io.image_extensions())}")
+    writer = getattr(image_io, "_WRITERS", {}).get(ext)
+    if bits not in (8, 16) or (writer is not None and bits not in writer.bits):
+        raise InputError(f"{ext} does not store {bits}-bit images; use .png or .tif for 16-bit output")
+    return ext
+
+
+def process_image(runner: Any, raw: Any, *, overlap: int = DEFAULT_OVERLAP, out_dtype: Any = np.float32,
+                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """One RawImage -> (H, W, 3) RGB through ``runner`` (tiled when larger than its input)."""
+    from edge_isp.runtimes.tiling import run_tiled
+
+    tile = _tile_for(runner, raw.shape)
+    th, tw = tile or runner.packed_hw
+    ov = min(overlap, min(th, tw) // 2)
+    return run_tiled(runner, raw, overlap=ov, tile_hw=tile, out_dtype=out_dtype, progress=progress)
+
+
+def process_file(runner: Any, source: Path, output: Path, *, bits: int = 8, overlap: int = DEFAULT_OVERLAP,
+                 quality: int = 95, raw_layout: dict[str, Any] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> FileResult:
+    """Read, process and write one file; errors are returned in the result, not raised."""
+    from edge_isp.raw import read_raw
+    from edge_isp.runtimes.tiling import tiles_for
+
+    result = FileResult(Path(source))
+    reset_peak_rss()
+    t0 = time.perf_counter()
+    try:
+        raw = read_raw(source, **(raw_layout or {}))
+        result.mosaic_hw = raw.shape
+        tile = _tile_for(runner, raw.shape)
+        if tile is None:
+            result.tiles = tiles_for(runner, raw.shape, min(overlap, min(runner.packed_hw) // 2)).count
+        else:
+            from edge_isp.runtimes.tiling import plan_tiles
+            result.tiles = plan_tiles((raw.height // 2, raw.width // 2), tile, min(overlap, min(tile) // 2)).count
+        rgb = process_image(runner, raw, overlap=overlap, out_dtype=np.uint16 if bits == 16 else np.uint8,
+                            progress=progress)
+        del raw
+        result.output = write_quantised(Path(output), rgb, quality)
+        result.ok = True
+    except EdgeIspError as exc:
+        result.error = str(exc)
+    except (OSError, ValueError, RuntimeError, MemoryError) as exc:
+        result.error = f"{source}: {type(exc).__name__}: {exc}"
+    result.seconds = time.perf_counter() - t0
+    result.peak_rss_mb = round(peak_rss_mb(), 1)
+    return result
+
+
+def process_files(sources: Iterable[Path | str], output_dir: Path | str = DEFAULT_OUTPUT_DIR, *, runner: Any = None,
+                  bundle: Path | str | None = None, model: str | None = None, ext: str = ".png", bits: int = 8,
+                  overlap: int = DEFAULT_OVERLAP, quality: int = 95, threads: int | None = None,
+                  raw_layout: dict[str, Any] | None = None,
+                  on_start: Callable[[Path, int], None] | None = None,
+                  on_tile: Callable[[int, int], None] | None = None,
+                  on_done: Callable[[FileResult], None] | None = None) -> ProcessReport:
+    """Process a batch of RAW files into ``output_dir``; one failed file never stops the batch.
+
+    ``on_start(path, index)``, ``on_tile(done, total)`` and ``on_done(result)`` drive a
+    progress display.
+    """
+    ext = check_output_format(ext, bits)
+    if runner is None:
+        runner = load_runner(bundle=bundle, model=model, threads=threads)
+    info = runner.describe() if hasattr(runner, "describe") else {"runtime": getattr(runner, "runtime", "?")}
+    report = ProcessReport(runner=info)
+    taken: set[Path] = set()
+    for index, source in enumerate(sources):
+        source = Path(source)
+        if on_start is not None:
+            on_start(source, index)
+        result = process_file(runner, source, output_path(source, Path(output_dir), ext, taken), bits=bits,
+                              overlap=overlap, quality=quality, raw_layout=raw_layout, progress=on_tile)
+        report.results.append(result)
+        if on_done is not None:
+            on_done(result)
+    return report
+
+
+__all__ = ["DEFAULT_OUTPUT_DIR", "FileResult", "ProcessReport", "load_runner", "output_path", "process_file",
+           "process_files", "process_image", "write_quantised"]

@@ -1,0 +1,317 @@
+"""Image-quality evaluation of a model, a training checkpoint, a converted bundle or the
+classical reference ISP on a paired dataset: PSNR, SSIM, MS-SSIM (and LPIPS when its
+package and weights are present locally), per image and mean.
+
+    >>> from edge_isp.training.evaluate import evaluate_subject
+    >>> report = evaluate_subject("runs/default/best.pt", data="synthetic")
+    >>> report.mean["psnr_db"]
+
+Subjects: ``default`` (the shipped default model), ``classical`` (the reference ISP,
+:func:`edge_isp.raw.render`), a registry model name (with ``weights``), a training
+checkpoint (``.pt`` written by ``edge-isp train``), or a bundle folder written by
+``edge-isp convert`` (run through its runtime, tiled to any image size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_isp.errors import InputError
+
+Predict = Callable[[np.ndarray], np.ndarray]  # packed (4,h,w) -> RGB (3,H,W) in [0,1]
+
+
+@dataclass(frozen=True)
+class EvalPair:
+    name: str
+    raw: np.ndarray  # packed (4, h, w) float32, B Gr R Gb
+    target: np.ndarray  # (3, H, W) float32 in [0, 1]
+
+
+@dataclass
+class ImageScore:
+    name: str
+    psnr_db: float
+    ssim: float
+    ms_ssim: float | None
+    lpips: float | None = None
+
+
+@dataclass
+class EvalReport:
+    subject: str
+    kind: str  # default | model | checkpoint | bundle | classical
+    model: str
+    target: str
+    runtime: str
+    dataset: str
+    images: list[ImageScore]
+    bundle_sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for key in ("psnr_db", "ssim", "ms_ssim", "lpips"):
+            vals = [getattr(s, key) for s in self.images if getattr(s, key) is not None]
+            vals = [v for v in vals if not math.isnan(v)]
+            if vals:
+                out[key] = float(np.mean(vals))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["mean"] = self.mean
+        return d
+
+
+# ---------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------
+
+
+def evaluation_pairs(data: str = "synthetic", *, draws: int = 32, seed: int = 0,
+                     limit: int | None = None, max_side: int | None = None,
+                     preset: str | None = None) -> list[EvalPair]:
+    """The pairs to evaluate on.
+
+    ``synthetic``: ``draws`` fixed unprocessed draws of the held-out photos (never used
+    in training; seed 0 here, while training validates on seed-1 draws). ``zurich:PATH``
+    / ``ultraisp:PATH``: the dataset's test split. ``pairs:PATH``: a raw/ + rgb/ folder.
+    """
+    if data == "synthetic":
+        from edge_isp.training.synthetic import held_out_set
+
+        items = held_out_set(draws, seed=seed, max_side=max_side)
+        pairs = [EvalPair(it.name, it.raw, it.target) for it in items]
+    else:
+        from edge_isp.training.data import make_source
+
+        src = make_source(data, batch_size=1, crop=256, seed=seed, preset=preset)
+        val = getattr(src, "val", None)
+        if val is None:
+            val = getattr(src, "train", None)
+        if val is None:
+            raise InputError(f"{data} has no pairs to evaluate")
+        n = len(val) if limit is None else min(limit, len(val))
+        pairs = []
+        for i in range(n):
+            x, y = val[i]
+            pairs.append(EvalPair(f"{i}", x.numpy(), y.numpy()))
+    return pairs[:limit] if limit else pairs
+
+
+# ---------------------------------------------------------------------------------------
+# Subjects -> predict functions
+# ---------------------------------------------------------------------------------------
+
+
+def classical_predict(packed: np.ndarray) -> np.ndarray:
+    """The classical reference ISP on a packed RAW (RGGB geometry), as (3, H, W)."""
+    from edge_isp.raw import render
+    from edge_isp.training.synthetic import raw_image_from_packed
+
+    return render(raw_image_from_packed(packed)).transpose(2, 0, 1)
+
+
+def torch_predict(model: Any, multiple: int = 1) -> Predict:
+    import torch
+
+    model.eval()
+
+    def run(packed: np.ndarray) -> np.ndarray:
+        h, w = packed.shape[-2:]
+        ph, pw = (-h) % multiple, (-w) % multiple
+        x = torch.from_numpy(np.ascontiguousarray(packed))[None]
+        if ph or pw:
+            x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+        with torch.no_grad():
+            y = model(x).clamp(0, 1)[0].numpy()
+        s = y.shape[-1] // x.shape[-1]
+        return y[:, : h * s, : w * s]
+
+    return run
+
+
+@dataclass
+class Subject:
+    predict: Predict
+    kind: str
+    model: str
+    target: str
+    runtime: str
+    bundle_sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_subject(subject: str, *, weights: str | Path | None = None,
+                 options: dict[str, Any] | None = None, threads: int | None = None,
+                 runtime: str | None = None) -> Subject:
+    """Resolve ``subject`` (see the module docstring) into a predict function."""
+    if subject == "classical":
+        return Subject(classical_predict, "classical", "classical-isp", "reference", "numpy",
+                       extra={"pipeline": "edge_isp.raw.render defaults (gray-world WB, Malvar demosaic, "
+                                          "auto exposure, sRGB + tone curve)"})
+    from edge_isp.models import model_info
+
+    if subject == "default":
+        from edge_isp.models.pretrained import DEFAULT, load_default
+
+        net = load_default()
+        info = model_info(DEFAULT.name)
+        return Subject(torch_predict(net, info.input_multiple), "default", DEFAULT.name, "torch-fp32", "torch",
+                       extra={"weights": DEFAULT.weights, "options": dict(DEFAULT.options)})
+    path = Path(subject)
+    if path.is_dir() or path.name == "manifest.json":
+        from edge_isp.runtimes.bundle_runner import open_bundle
+        from edge_isp.runtimes.tiling import run_tiled
+
+        from edge_isp.runtimes.tiling import DEFAULT_OVERLAP
+
+        runner = open_bundle(path, threads=threads, runtime=runtime)
+        # Tiles blend over ``overlap`` packed px; small fixed-size bundles get a smaller one.
+        overlap = min(DEFAULT_OVERLAP, min(runner.packed_hw) // 4)
+
+        def run_bundle(packed: np.ndarray) -> np.ndarray:
+            rgb = run_tiled(runner, np.ascontiguousarray(packed, dtype=np.float32), overlap=overlap)
+            return rgb.transpose(2, 0, 1)
+
+        return Subject(run_bundle, "bundle", runner.model, runner.target, runner.runtime,
+                       bundle_sha256=runner.bundle_sha256, extra={"bundle": str(path)})
+    if path.suffix in (".pt", ".pth") or path.is_file():
+        if not path.is_file():
+            raise InputError(f"{path}: no such checkpoint")
+        from edge_isp.training.trainer import load_checkpoint_model
+
+        net, ckpt = load_checkpoint_model(path)
+        info = model_info(ckpt["model_name"])
+        return Subject(torch_predict(net, info.input_multiple), "checkpoint", ckpt["model_name"], "torch-fp32",
+                       "torch", extra={"checkpoint": str(path), "step": ckpt.get("step"),
+                                       "options": ckpt.get("model_options", {})})
+    if "/" in subject or subject.startswith("."):
+        raise InputError(f"{subject}: no such bundle folder or checkpoint file")
+    from edge_isp.models import create
+
+    info = model_info(subject)
+    net = create(subject, **(options or {}))
+    if weights is not None:
+        from edge_isp.models.weights import load_weights
+
+        load_weights(net, Path(weights))
+    return Subject(torch_predict(net, info.input_multiple), "model", subject, "torch-fp32", "torch",
+                   extra={"weights": str(weights) if weights else None, "options": options or {}})
+
+
+# ---------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------
+
+
+def lpips_available() -> bool:
+    """True when the ``lpips`` package and its AlexNet backbone weights are on this machine."""
+    if importlib.util.find_spec("lpips") is None:
+        return False
+    try:
+        import torch
+
+        ckpt = Path(torch.hub.get_dir()) / "checkpoints"
+        return any(ckpt.glob("alexnet-*.pth"))
+    except Exception:  # pragma: no cover - env dependent
+        return False
+
+
+class _Lpips:
+    def __init__(self) -> None:
+        import lpips  # type: ignore[import-not-found]
+
+        self.net = lpips.LPIPS(net="alex", verbose=False)
+
+    def __call__(self, ref: np.ndarray, out: np.ndarray) -> float:
+        import torch
+
+        a = torch.from_numpy(ref)[None] * 2 - 1
+        b = torch.from_numpy(out)[None] * 2 - 1
+        with torch.no_grad():
+            return float(self.net(a, b).mean())
+
+
+def _match(target: np.ndarray, out: np.ndarray) -> np.ndarray:
+    if target.shape == out.shape:
+        return target
+    import torch
+
+    from edge_isp.training.trainer import match_size
+
+    t = match_size(torch.from_numpy(np.ascontiguousarray(target))[None], torch.from_numpy(out)[None])
+    return t[0].numpy()
+
+
+def score(name: str, target: np.ndarray, out: np.ndarray, lpips_fn: Any = None) -> ImageScore:
+    """PSNR / SSIM / MS-SSIM (None if the image is too small) of one (3, H, W) pair."""
+    from edge_isp.metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr, ssim
+
+    out = np.clip(np.asarray(out, np.float32), 0, 1)
+    target = _match(np.asarray(target, np.float32), out)
+    ref_hwc, out_hwc = target.transpose(1, 2, 0), out.transpose(1, 2, 0)
+    ms = float(ms_ssim(ref_hwc, out_hwc)) if min(ref_hwc.shape[:2]) >= MS_SSIM_MIN_SIDE else None
+    return ImageScore(name, float(psnr(ref_hwc, out_hwc)), float(ssim(ref_hwc, out_hwc)), ms,
+                      lpips_fn(target, out) if lpips_fn else None)
+
+
+def evaluate(subject: Subject, pairs: Sequence[EvalPair], *, name: str, dataset: str,
+             use_lpips: bool | None = None, progress: Callable[[int, int], None] | None = None) -> EvalReport:
+    """Score ``subject`` on every pair; ``use_lpips=None`` means 'when available'."""
+    if use_lpips is None:
+        use_lpips = lpips_available()
+    elif use_lpips and not lpips_available():
+        raise InputError("LPIPS needs the 'lpips' package and its AlexNet weights in torch's hub cache "
+                         "(no downloads at run time); drop --lpips")
+    lp = _Lpips() if use_lpips else None
+    images = []
+    for i, pair in enumerate(pairs):
+        out = subject.predict(pair.raw)
+        images.append(score(pair.name, pair.target, out, lp))
+        if progress:
+            progress(i + 1, len(pairs))
+    return EvalReport(subject=name, kind=subject.kind, model=subject.model, target=subject.target,
+                      runtime=subject.runtime, dataset=dataset, images=images,
+                      bundle_sha256=subject.bundle_sha256, extra=dict(subject.extra))
+
+
+def evaluate_subject(subject: str, *, data: str = "synthetic", draws: int = 32, seed: int = 0,
+                     limit: int | None = None, weights: str | Path | None = None,
+                     options: dict[str, Any] | None = None, **kwargs: Any) -> EvalReport:
+    pairs = evaluation_pairs(data, draws=draws, seed=seed, limit=limit)
+    sub = load_subject(subject, weights=weights, options=options)
+    return evaluate(sub, pairs, name=subject, dataset=_dataset_label(data, draws, seed), **kwargs)
+
+
+def _dataset_label(data: str, draws: int, seed: int) -> str:
+    if data == "synthetic":
+        return f"synthetic-heldout(draws={draws},seed={seed})"
+    return data
+
+
+def record(report: EvalReport, store: str | Path | None = None, *, device: str = "local") -> int | None:
+    """Add the report's mean metrics to the results store (kind ``eval``); returns the row id."""
+    try:
+        from edge_isp.results import Measurement, ResultsStore, detect_commit
+    except ImportError:  # pragma: no cover - results store not installed yet
+        return None
+    metrics = {k: v for k, v in report.mean.items()}
+    metrics["images"] = float(len(report.images))
+    m = Measurement(
+        model=report.model, target=report.target, runtime=report.runtime, device=device, kind="eval",
+        metrics=metrics, bundle_sha256=report.bundle_sha256, commit=detect_commit(),
+        extra={"subject": report.subject, "subject_kind": report.kind, "dataset": report.dataset,
+               **{k: v for k, v in report.extra.items() if v is not None}},
+    )
+    return ResultsStore(store).add(m)
