@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,12 +53,14 @@ def quantize_ir(onnx_path: Path, out_xml: Path, calib_nchw: np.ndarray, preset: 
         ignored = nncf.IgnoredScope(types=list(keep_float_types), names=list(keep_float_names),
                                     validate=False)
     try:
-        quantized = nncf.quantize(
-            model, dataset,
-            preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
-            subset_size=len(calib_nchw), fast_bias_correction=fast_bias_correction,
-            ignored_scope=ignored,
-        )
+        # NNCF draws progress bars on stdout; keep stdout clean for --json output.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            quantized = nncf.quantize(
+                model, dataset,
+                preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+                subset_size=len(calib_nchw), fast_bias_correction=fast_bias_correction,
+                ignored_scope=ignored,
+            )
         ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
     except Exception as exc:
         raise ConversionError(f"NNCF quantisation failed: {str(exc).splitlines()[0][:300]}") from exc

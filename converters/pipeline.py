@@ -123,12 +123,13 @@ def _build_openvino(ctx: _Context) -> _Built:
     if ctx.target.quantized:
         built = openvino_ir.quantize_ir(ctx.onnx_path, xml, ctx.calib.data, preset=ctx.opts.nncf_preset,
                                         keep_float_types=_keep_float(ctx, "openvino"))
-        hint = "f32"  # the INT8 ops run integer; keep the float remainder exact
     else:
         built = openvino_ir.convert_ir(ctx.onnx_path, xml, ctx.target.precision)
-        hint = "f16" if ctx.target.precision == "fp16" else "f32"
+    # Verify with f32 compute for every precision: FP16 IR means FP16 weights (as TFLite FP16
+    # on the host), INT8 ops run integer anyway, and a bf16-capable CPU would otherwise
+    # silently compute in bf16. The figure then measures what the conversion changed.
     return _Built(xml, extra=[xml.with_suffix(".bin")], quantization=built.quantization,
-                  runtime_options={"precision_hint": hint})
+                  runtime_options={"precision_hint": "f32"})
 
 
 FORMAT_BUILDERS: dict[str, Callable[[_Context], _Built]] = {

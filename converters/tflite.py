@@ -9,9 +9,13 @@ every integer variant, int16 included, and took 15 minutes here).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import hashlib
 import io
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,9 +45,37 @@ def _quiet_tf() -> Any:
     return tf
 
 
+# onnx2tf is the slow step (tens of seconds) and gives the same result for the same ONNX
+# and probe data: keep its outputs for the life of the process, so converting one model
+# to several TFLite targets (or a test session) runs it once. Never shared across runs.
+_CACHE_ROOT: Path | None = None
+_SAVED_MODELS: dict[str, tuple[Path, Path, Path]] = {}
+
+
+def _cache_dir(key: str) -> Path:
+    global _CACHE_ROOT
+    if _CACHE_ROOT is None:
+        _CACHE_ROOT = Path(tempfile.mkdtemp(prefix="edge-isp-onnx2tf-"))
+        atexit.register(shutil.rmtree, _CACHE_ROOT, True)
+    return _CACHE_ROOT / key
+
+
 def onnx_to_saved_model(onnx_path: Path, work_dir: Path, input_name: str,
                         calib_nchw: np.ndarray) -> tuple[Path, Path, Path]:
-    """Run onnx2tf; return (saved_model_dir, float32.tflite, float16.tflite)."""
+    """Run onnx2tf (once per ONNX model and probe); return (saved_model, float32.tflite, float16.tflite).
+
+    ``work_dir`` is unused when the result is cached; outputs live in a process-wide cache.
+    """
+    digest = hashlib.sha256(Path(onnx_path).read_bytes())
+    digest.update(np.ascontiguousarray(calib_nchw).tobytes())
+    key = digest.hexdigest()[:24]
+    if key not in _SAVED_MODELS or not _SAVED_MODELS[key][1].exists():
+        _SAVED_MODELS[key] = _run_onnx2tf(onnx_path, _cache_dir(key), input_name, calib_nchw)
+    return _SAVED_MODELS[key]
+
+
+def _run_onnx2tf(onnx_path: Path, work_dir: Path, input_name: str,
+                 calib_nchw: np.ndarray) -> tuple[Path, Path, Path]:
     _quiet_tf()
     onnx2tf = require("onnx2tf", "ONNX -> TFLite conversion")
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -78,11 +110,22 @@ def _last_error(text: str) -> str:
     return (errors or lines or ["no output"])[-1][:300]
 
 
+_CALIBRATED: dict[tuple[str, str], bytes] = {}
+
+
 def calibrate(saved_model: Path, calib_nchw: np.ndarray) -> bytes:
     """Run the float model over the calibration set once; returns a model with range stats.
 
-    Calibrating once lets every INT8 variant (islands, I/O types, layer report) reuse it.
+    Calibrating once (per process) lets every INT8 variant (islands, I/O types, layer
+    report) reuse it.
     """
+    key = (str(saved_model), hashlib.sha256(np.ascontiguousarray(calib_nchw).tobytes()).hexdigest())
+    if key not in _CALIBRATED:
+        _CALIBRATED[key] = _calibrate(saved_model, calib_nchw)
+    return _CALIBRATED[key]
+
+
+def _calibrate(saved_model: Path, calib_nchw: np.ndarray) -> bytes:
     tf = _quiet_tf()
     samples = np.transpose(calib_nchw, (0, 2, 3, 1)).astype(np.float32)
 
@@ -112,13 +155,17 @@ def quantize_int8(calibrated: bytes, out_path: Path, calib_nchw: np.ndarray, io_
     tf = _quiet_tf()
     from tensorflow.lite.python import convert as tf_convert
 
-    dtypes = {"int8": tf.int8, "uint8": tf.uint8}
+    from tensorflow.lite.python import util as tf_util
+
     try:
+        # As TF's own converter: quantise with float I/O (QUANTIZE / DEQUANTIZE at the
+        # edges), then rewrite the I/O tensors to the integer type asked for.
         flat = tf_convert.mlir_quantize(
-            calibrated, disable_per_channel=not per_channel, fully_quantize=True,
-            input_data_type=dtypes[io_dtype], output_data_type=dtypes[io_dtype],
+            calibrated, disable_per_channel=not per_channel, fully_quantize=False,
             denylisted_ops=list(keep_float_ops) or None, denylisted_nodes=list(keep_float_nodes) or None,
         )
+        io_type = {"int8": tf.int8, "uint8": tf.uint8}[io_dtype]
+        flat = tf_util.modify_model_io_type(flat, io_type, io_type)
     except Exception as exc:
         raise ConversionError(f"TFLite INT8 quantisation failed: {str(exc).splitlines()[0][:300]}") from exc
     layer_errors = _layer_errors(calibrated, calib_nchw, per_channel) if layer_report else []

@@ -36,7 +36,7 @@ def main() -> None:
                 rows.append((target, "FAILED", proc.stderr.strip().splitlines()[-1][:160]))
                 print(rows[-1], flush=True)
                 continue
-            m = json.loads(proc.stdout[proc.stdout.index("{"):])
+            m = json.loads(proc.stdout)
             rows.append((target, f"{m['conversion']['time_s']:.1f} s", f"{m['conversion']['peak_rss_mb']:.0f} MB",
                          f"{m['artifact']['size_bytes'] / 1e6:.2f} MB", f"{m['verification']['psnr_db']:.1f} dB",
                          f"{m['verification']['max_abs_err']:.2e}"))

@@ -61,6 +61,12 @@ def convert(
     table.add_row(m["target"]["name"], str(result.bundle.model_file), f"{m['artifact']['size_bytes'] / 1e6:.2f} MB",
                   f"{v['psnr_db']:.1f} dB (>= {v['min_psnr_db']:g})", f"{v['max_abs_err']:.2e}",
                   f"{m['conversion']['time_s']:.1f} s", f"{m['conversion']['peak_rss_mb']:.0f} MB")
+    calib, held = m.get("calibration"), v["inputs"]
+    if calib:
+        table.caption = (f"calibrated on {calib['samples']} crops ({calib['source']}); "
+                         f"verified on {held['samples']} held-out crops ({held['files'][0]}...)")
+    else:
+        table.caption = f"verified on {held['samples']} RAW crops ({held['source']})"
     out.print(table)
     if m.get("layer_errors"):
         lt = Table(title="INT8 layers with the largest error (RMSE in quantisation steps)")
