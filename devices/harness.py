@@ -1,0 +1,448 @@
+"""Profile a converted bundle on a device: push, run with the target's delegate, measure.
+
+Android: LiteRT's ``benchmark_model`` for the device's ABI (path given once, remembered
+per ABI in the config folder, ELF machine checked against the device). Linux boards: the
+same binary for linux_aarch64, or ``litert_runner.py`` (this package's stand-in that
+prints benchmark_model's output) with the board's own ai-edge-litert / OpenVINO.
+
+One shell script on the device samples the power source at a fixed rate (idle baseline
+first, then during the run), the benchmark process's VmHWM, thermal zones before and
+after, and whether the device is on external power. Each measured model is written to
+the results store at once, so a device that disconnects later keeps what was measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_isp.devices.benchmark import (
+    BenchmarkOutput,
+    BenchOptions,
+    benchmark_flags,
+    parse_benchmark_output,
+    target_delegate,
+)
+from edge_isp.devices.config import cached_binary, remember_binary
+from edge_isp.devices.discovery import ConnectedDevice
+from edge_isp.devices.errors import BenchmarkBinaryError, DeviceCommandError, DeviceDisconnectedError, DeviceError
+from edge_isp.devices.power import (
+    CHARGING,
+    CPUFREQ,
+    THERMAL,
+    PowerSource,
+    RunLog,
+    charging_warning,
+    find_power_source,
+    parse_run_log,
+    power_over,
+    sampler_functions,
+)
+from edge_isp.devices.transport import Progress, quote
+
+RUNNER_SCRIPT = Path(__file__).with_name("litert_runner.py")
+
+# ELF e_machine values and the ABI names devices report for them.
+_ELF_MACHINE = {183: "aarch64", 40: "arm", 62: "x86_64", 3: "x86", 243: "riscv64"}
+_ABI_FAMILY = {"arm64-v8a": "aarch64", "aarch64": "aarch64", "arm64": "aarch64", "armeabi-v7a": "arm",
+               "armeabi": "arm", "armv7l": "arm", "armv8l": "arm", "x86_64": "x86_64", "amd64": "x86_64",
+               "x86": "x86", "i686": "x86", "riscv64": "riscv64"}
+
+
+def abi_family(abi: str) -> str:
+    return _ABI_FAMILY.get(abi.strip().lower(), abi.strip().lower())
+
+
+def binary_abi(path: Path) -> str:
+    """The ABI family of a local executable: ELF e_machine, or 'script' for #! files."""
+    head = Path(path).read_bytes()[:20]
+    if head.startswith(b"#!"):
+        return "script"
+    if head[:4] != b"\x7fELF" or len(head) < 20:
+        raise BenchmarkBinaryError(f"{path} is neither an ELF executable nor a script; pass LiteRT's benchmark_model")
+    little = head[5] == 1
+    machine = int.from_bytes(head[18:20], "little" if little else "big")
+    return _ELF_MACHINE.get(machine, f"elf-machine-{machine}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    runs: int = 50
+    warmup_runs: int = 1
+    threads: int | None = None
+    min_secs: float | None = None
+    max_secs: float | None = 150.0
+    sample_hz: float = 10.0
+    idle_s: float = 3.0
+    baseline: str = "report"               # report | subtract
+    power_source: str | None = None        # odpm | battery | hwmon (default: the profile's order)
+    cooldown_s: float = 0.0                # wait between models (max), when asked
+    cooldown_temp_c: float | None = None   # ... until the hottest zone is at or below this
+    nnapi_accelerator: str | None = None
+    nnapi_preference: str | None = None
+    require_full_delegation: bool = False
+    runner: str = "auto"                   # auto | benchmark_model | python
+    benchmark_binary: Path | None = None
+    python: str = "python3"
+    workdir: str | None = None
+    device_id: str | None = None
+    extra_flags: tuple[str, ...] = ()
+    run_timeout_s: float = 900.0
+
+
+@dataclass
+class DeviceRun:
+    """One model measured on one device."""
+
+    model: str
+    target: str
+    runtime: str
+    device_id: str
+    metrics: dict[str, float]
+    extra: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    bundle_sha256: str | None = None
+    bench_log: str = ""
+    stored_id: int | None = None
+
+    def to_measurement(self, commit: str | None = None):
+        from edge_isp.results import Measurement
+
+        return Measurement(model=self.model, target=self.target, runtime=self.runtime, device=self.device_id,
+                           kind="profile", metrics={k: float(v) for k, v in self.metrics.items()},
+                           bundle_sha256=self.bundle_sha256, commit=commit,
+                           extra={**self.extra, "warnings": self.warnings})
+
+
+class Harness:
+    """Runs bundles on one connected device."""
+
+    def __init__(self, dev: ConnectedDevice, opts: ProfileOptions | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.dev = dev
+        self.t = dev.transport
+        self.opts = opts or ProfileOptions()
+        self.log = log or (lambda _msg: None)
+        android = dev.info.os == "android"
+        default_wd = "/data/local/tmp/edge-isp" if android else (dev.profile.linux.get("workdir") if dev.profile
+                                                                 and dev.profile.linux else "/tmp/edge-isp")
+        self.workdir = self.opts.workdir or default_wd
+        self._power: PowerSource | None = None
+        self._runner: tuple[str, str] | None = None      # (runtime name, command prefix)
+
+    # -- setup ---------------------------------------------------------------------
+    def prepare(self, progress: Progress | None = None) -> None:
+        self.t.check(f"mkdir -p {quote(self.workdir)}/models", what=f"creating {self.workdir} on the device")
+        self._runner = self._setup_runner(progress)
+        self._power = find_power_source(self.t, self.dev.profile, self.opts.power_source)
+        self.log(f"power source: {self._power.kind} ({self._power.description})")
+
+    def _push_if_changed(self, local: Path, remote: str, progress: Progress | None, sha: str | None = None) -> bool:
+        sha = sha or _sha256(local)
+        st = self.t.stat(remote)
+        if st is not None and st.size == local.stat().st_size:
+            res = self.t.run(f"cat {quote(remote + '.sha256')} 2>/dev/null")
+            if res.ok and res.stdout.strip() == sha:
+                return False
+        self.t.push(local, remote, progress=progress)
+        self.t.check(f"echo {sha} > {quote(remote + '.sha256')}")
+        return True
+
+    def _setup_runner(self, progress: Progress | None) -> tuple[str, str]:
+        info = self.dev.info
+        family = abi_family(info.abi)
+        want = self.opts.runner
+        binary = self.opts.benchmark_binary or cached_binary(family)
+        if binary is not None and not Path(binary).is_file():
+            if self.opts.benchmark_binary:
+                raise BenchmarkBinaryError(f"benchmark binary {binary} does not exist")
+            binary = None
+        if want in ("auto", "benchmark_model") and binary is not None:
+            kind = binary_abi(Path(binary))
+            if kind not in ("script", family):
+                raise BenchmarkBinaryError(
+                    f"{binary} is built for {kind} but {info.label} is {info.abi or 'unknown'} ({family}); "
+                    f"download LiteRT's benchmark_model for {'android_' if info.os == 'android' else 'linux_'}"
+                    f"{'aarch64' if family == 'aarch64' else family}")
+            if kind == "script":
+                self.log(f"{binary} is a script, not an ELF binary: ABI not checked")
+            remember_binary(family, Path(binary))
+            remote = f"{self.workdir}/benchmark_model"
+            if self._push_if_changed(Path(binary), remote, progress):
+                self.log(f"pushed {Path(binary).name} to {remote}")
+            self.t.check(f"chmod 755 {quote(remote)}")
+            # exec: the backgrounded job's pid is the benchmark's own (its VmHWM is sampled)
+            return "benchmark_model", (f"cd {quote(self.workdir)} && export LD_LIBRARY_PATH={quote(self.workdir)} && "
+                                       "exec ./benchmark_model")
+        if want == "benchmark_model" or (info.os == "android" and want == "auto"):
+            raise BenchmarkBinaryError(
+                f"no benchmark_model for {family} known yet: download LiteRT's benchmark_model for "
+                f"{'android_' if info.os == 'android' else 'linux_'}{family} and pass it once with "
+                "--benchmark-binary PATH (edge-isp remembers it per ABI)")
+        py = self.opts.python
+        probe = self.t.run(f"{py} -c 'import ai_edge_litert' 2>/dev/null && echo litert || "
+                           f"{{ {py} -c 'import tflite_runtime' 2>/dev/null && echo tflite-runtime; }} || "
+                           f"{{ {py} -c 'import openvino' 2>/dev/null && echo openvino; }}")
+        engine = probe.stdout.strip().splitlines()[-1] if probe.stdout.strip() else ""
+        if not engine:
+            raise BenchmarkBinaryError(
+                f"{info.label} has neither a known benchmark_model nor {py} with ai-edge-litert / tflite-runtime / "
+                "openvino; pass --benchmark-binary (LiteRT linux_aarch64 build) or 'pip install ai-edge-litert' there")
+        remote = f"{self.workdir}/litert_runner.py"
+        self._push_if_changed(RUNNER_SCRIPT, remote, None)
+        return f"python-{engine}", f"cd {quote(self.workdir)} && exec {py} {quote(remote)}"
+
+    # -- measuring -------------------------------------------------------------------
+    def _script(self, bench_cmd: str) -> str:
+        assert self._power is not None
+        interval = 1.0 / self.opts.sample_hz
+        n_idle = max(0, int(round(self.opts.idle_s * self.opts.sample_hz)))
+        d = quote(self.workdir)
+        return "\n".join([
+            f"cd {d} || exit 90",
+            sampler_functions(self._power, interval) + THERMAL + CHARGING + CPUFREQ,
+            "rm -f bench.rc bench.pid bench.log",
+            "charging; thermal before; cpufreq",
+            f"i=0; while [ $i -lt {n_idle} ]; do sample; nap; i=$((i+1)); done",
+            "read up _ < /proc/uptime",
+            f"( {bench_cmd} > bench.log 2>&1 & echo $! > bench.pid; wait $!; echo $? > bench.rc ) &",
+            "n=0; while [ ! -s bench.pid ] && [ $n -lt 100 ]; do sleep 0.05 2>/dev/null || sleep 1; n=$((n+1)); done",
+            "pid=$(cat bench.pid 2>/dev/null)",
+            "echo \"@B start $up $pid\"",
+            "while [ ! -f bench.rc ]; do sample; h=$(grep VmHWM /proc/$pid/status 2>/dev/null); "
+            "[ -n \"$h\" ] && echo \"@H ${h#VmHWM:}\"; nap; done",
+            "read up _ < /proc/uptime",
+            "echo \"@B end $up $(cat bench.rc)\"",
+            "sample; nap; sample",
+            "thermal after; charging",
+            "echo @LOG-BEGIN; cat bench.log; echo; echo @LOG-END",
+        ])
+
+    def run_bundle(self, bundle_path: Path, progress: Progress | None = None) -> DeviceRun:
+        from edge_isp.converters.bundle import load_bundle
+        from edge_isp.converters.targets import get_target
+
+        if self._runner is None:
+            self.prepare(progress)
+        assert self._runner is not None and self._power is not None
+        bundle = load_bundle(Path(bundle_path))
+        target = get_target(bundle.target)
+        manifest = bundle.manifest
+        model_name = str(manifest.get("model", {}).get("name", bundle.model_file.stem))
+        warnings: list[str] = list(self.dev.notes)
+        prof = self.dev.profile
+        if prof is not None and not prof.fallback and bundle.target not in prof.targets:
+            warnings.append(f"profile {prof.name} lists no accelerator for target {bundle.target} "
+                            f"(it lists {', '.join(prof.targets)})")
+        runtime_name, prefix = self._runner
+        if runtime_name.startswith("python") and bundle.model_file.suffix == ".xml":
+            runtime_name = "python-openvino"          # litert_runner.py runs IR with the board's OpenVINO
+        elif bundle.model_file.suffix != ".tflite" and not runtime_name.startswith("python"):
+            raise DeviceCommandError(f"{bundle.model_file.name} is not a TFLite model: benchmark_model cannot run "
+                                     "it; use --runner python on a board with OpenVINO")
+        if runtime_name.startswith("python") and target.delegate in ("nnapi", "gpu"):
+            warnings.append(f"the Python runner has no {target.delegate} delegate: {bundle.target} ran on the CPU")
+        sha = manifest.get("artifact", {}).get("sha256") or _sha256(bundle.model_file)
+        remote_dir = f"{self.workdir}/models/{sha[:12]}"        # content-addressed: pushed once
+        remote_model = f"{remote_dir}/{bundle.model_file.name}"
+        self.t.check(f"mkdir -p {quote(remote_dir)}")
+        if self._push_if_changed(bundle.model_file, remote_model, progress, sha=sha):
+            self.log(f"pushed {bundle.model_file.name} ({bundle.model_file.stat().st_size / 1e6:.2f} MB)")
+        for name in manifest.get("artifact", {}).get("extra_files", []):   # e.g. OpenVINO .bin weights
+            self._push_if_changed(bundle.path / name, f"{remote_dir}/{name}", progress)
+        delegate = target_delegate(target.delegate)
+        bopts = BenchOptions(num_runs=self.opts.runs, warmup_runs=self.opts.warmup_runs, threads=self.opts.threads,
+                             min_secs=self.opts.min_secs, max_secs=self.opts.max_secs,
+                             nnapi_accelerator=self.opts.nnapi_accelerator,
+                             nnapi_preference=self.opts.nnapi_preference,
+                             require_full_delegation=self.opts.require_full_delegation,
+                             extra_flags=self.opts.extra_flags)
+        flags = benchmark_flags(remote_model, delegate, target.precision, prof, bopts)
+        bench_cmd = prefix + " " + " ".join(shlex.quote(f) for f in flags)
+        self.log(f"running {model_name} ({bundle.target}, {delegate}) on {self.dev.info.label}")
+        res = self.t.run(self._script(bench_cmd), timeout=self.opts.run_timeout_s + self.opts.idle_s)
+        text = res.stdout
+        if "@LOG-BEGIN" not in text:
+            raise DeviceCommandError(f"the measuring script on {self.dev.info.label} stopped early (exit status "
+                                     f"{res.exit_code}): {(res.stderr or text).strip()[-300:]}",
+                                     exit_code=res.exit_code, stdout=res.stdout, stderr=res.stderr)
+        runlog_text, _, rest = text.partition("@LOG-BEGIN")
+        bench_text = rest.rpartition("@LOG-END")[0].strip("\n")
+        runlog = parse_run_log(runlog_text)
+        bench = parse_benchmark_output(bench_text)
+        if runlog.bench_rc not in (0, None) or not bench.complete:
+            tail = " / ".join((bench.errors or bench_text.strip().splitlines())[-3:])
+            raise DeviceCommandError(f"benchmark of {model_name} ({bundle.target}) failed on {self.dev.info.label} "
+                                     f"(exit status {runlog.bench_rc}): {tail}", exit_code=runlog.bench_rc,
+                                     stdout=bench_text)
+        return self._result(model_name, bundle, runtime_name, flags, bench, runlog, warnings, sha, bench_text)
+
+    def _result(self, model_name: str, bundle, runtime_name: str, flags: list[str], bench: BenchmarkOutput,
+                runlog: RunLog, warnings: list[str], sha: str, bench_text: str) -> DeviceRun:
+        assert self._power is not None
+        metrics = bench.metrics()
+        if runlog.vm_hwm_kb:
+            metrics["vm_hwm_mb"] = runlog.vm_hwm_kb / 1024.0
+            metrics["peak_rss_mb"] = runlog.vm_hwm_kb / 1024.0
+        elif bench.peak_memory_mb is not None:
+            metrics["peak_rss_mb"] = bench.peak_memory_mb
+        warnings += [f"benchmark: {e}" for e in bench.errors[:3]]
+        if bench.delegation == "none":
+            warnings.append(f"the {target_delegate(bundle.manifest['target'].get('delegate', ''))} delegate ran "
+                            "nothing: the whole model fell back to the CPU")
+        elif bench.delegation == "partial":
+            warnings.append(f"partial delegation ({bench.delegate_kernels} delegate kernels): part of the model "
+                            "ran on the CPU")
+        if bench.peak_memory_mb and runlog.vm_hwm_kb:
+            rel = abs(bench.peak_memory_mb - runlog.vm_hwm_kb / 1024.0) / max(bench.peak_memory_mb, 1e-6)
+            if rel > 0.25:
+                warnings.append(f"peak memory disagrees: benchmark_model {bench.peak_memory_mb:.1f} MB, "
+                                f"VmHWM {runlog.vm_hwm_kb / 1024:.1f} MB")
+        power_extra: dict[str, Any] = {"source": self._power.kind, "description": self._power.description,
+                                       "sample_hz": self.opts.sample_hz, "baseline_mode": self.opts.baseline,
+                                       "idle_samples": len(runlog.idle), "active_samples": len(runlog.active)}
+        charge = charging_warning(runlog.charging)
+        if charge:
+            warnings.append(charge)
+            power_extra["charging"] = True
+        if self._power.available:
+            active_window = self._timed_window(runlog, bench)
+            active = power_over(self._power, active_window)
+            idle = power_over(self._power, runlog.idle)
+            warnings += [f"power: {n}" for n in active.notes + idle.notes]
+            if active.power_w is not None and not (charge and self._power.kind == "battery"):
+                gross = active.power_w
+                net = gross - idle.power_w if idle.power_w is not None else None
+                metrics["power_w.gross"] = gross
+                if idle.power_w is not None:
+                    metrics["power_w.idle"] = idle.power_w
+                    metrics["power_w.net"] = net
+                    if net is not None and net <= 0:
+                        warnings.append("power during the run is not above the idle baseline: the reading is "
+                                        "too coarse or noisy for this model; use a longer run (--min-secs)")
+                use = net if self.opts.baseline == "subtract" and net is not None and net > 0 else gross
+                metrics["power_w"] = use
+                lat_s = metrics.get("latency_ms.mean", 0.0) / 1000.0
+                if use > 0 and lat_s > 0:
+                    metrics["energy_j_per_frame"] = use * lat_s
+                    metrics["fps_per_w"] = (1.0 / lat_s) / use
+                power_extra["rails_w"] = active.rails_w
+                power_extra["window_samples"] = active.samples
+            elif charge and self._power.kind == "battery":
+                power_extra["skipped"] = "battery current is meaningless while on external power"
+        else:
+            warnings.append(f"no power figures: {self._power.description}")
+        zones = list(self.dev.profile.thermal.get("zones", [])) if self.dev.profile else []
+
+        def hottest(temps: dict[str, float]) -> float | None:
+            chosen = {k: v for k, v in temps.items() if k in zones} or temps
+            return max(chosen.values()) if chosen else None
+
+        tb, ta = hottest(runlog.temps_before), hottest(runlog.temps_after)
+        if tb is not None:
+            metrics["temp_c.before"] = tb
+        if ta is not None:
+            metrics["temp_c.after"] = ta
+        info = self.dev.info
+        extra = {
+            "device": self.dev.identity(), "runner": runtime_name, "flags": flags,
+            "delegate": target_delegate(bundle.manifest["target"].get("delegate", "cpu")),
+            "bundle": str(bundle.path), "power": power_extra,
+            "temps_before": runlog.temps_before, "temps_after": runlog.temps_after,
+            "cpufreq_khz": runlog.cpufreq_khz, "nnapi_accelerators": bench.accelerators,
+            "delegation": bench.delegation, "input": bundle.manifest.get("input", {}),
+            "api_level": info.api_level,
+        }
+        return DeviceRun(model=model_name, target=bundle.target, runtime=runtime_name,
+                         device_id=self.opts.device_id or self.dev.device_id, metrics=metrics, extra=extra,
+                         warnings=warnings, bundle_sha256=sha, bench_log=bench_text)
+
+    @staticmethod
+    def _timed_window(runlog: RunLog, bench: BenchmarkOutput):
+        """Samples of the timed runs only: the last count x avg seconds before the benchmark ended."""
+        if runlog.bench_end is None or bench.runs is None:
+            return runlog.active
+        start = runlog.bench_end - bench.runs.count * bench.runs.avg_us / 1e6
+        window = [s for s in runlog.active if s.t >= start]
+        # cumulative counters (ODPM) need the reading just before the window too
+        before = [s for s in runlog.active if s.t < start]
+        if before:
+            window = [before[-1]] + window
+        after = runlog.after[:1]
+        return window + after if len(window) < 2 else window
+
+    def cooldown(self) -> float:
+        """Wait (bounded by cooldown_s) until the hottest zone is at or below cooldown_temp_c."""
+        if self.opts.cooldown_s <= 0:
+            return 0.0
+        start = time.monotonic()
+        script = THERMAL + "thermal now"
+        while time.monotonic() - start < self.opts.cooldown_s:
+            if self.opts.cooldown_temp_c is None:
+                time.sleep(min(1.0, self.opts.cooldown_s - (time.monotonic() - start)))
+                continue
+            temps = parse_run_log(self.t.run(script).stdout).temps_after
+            if not temps or max(temps.values()) <= self.opts.cooldown_temp_c:
+                break
+            time.sleep(max(0.0, min(2.0, self.opts.cooldown_s - (time.monotonic() - start))))
+        return time.monotonic() - start
+
+
+@dataclass
+class ProfileReport:
+    runs: list[DeviceRun]
+    stored: list[int]
+    results_path: str | None
+    failed: str | None = None
+
+
+def profile_bundles(dev: ConnectedDevice, bundles: Iterable[Path], opts: ProfileOptions | None = None, *,
+                    store: Any = None, commit: str | None = None, log: Callable[[str], None] | None = None,
+                    progress: Progress | None = None,
+                    on_result: Callable[[DeviceRun], None] | None = None) -> ProfileReport:
+    """Measure each bundle in turn, storing each result as soon as it exists.
+
+    A disconnect (or any device error) after some models keeps their stored results and
+    raises with a message saying which were kept.
+    """
+    harness = Harness(dev, opts, log)
+    runs: list[DeviceRun] = []
+    stored: list[int] = []
+    bundles = list(bundles)
+    for i, path in enumerate(bundles):
+        try:
+            run = harness.run_bundle(Path(path), progress)
+        except DeviceError as exc:
+            if runs:
+                kept = ", ".join(f"{r.model}/{r.target}" + (f" (row {r.stored_id})" if r.stored_id else "")
+                                 for r in runs)
+                where = f" in {store.path}" if store is not None else ""
+                msg = f"{exc} -- results measured before this were kept{where}: {kept}"
+                if isinstance(exc, DeviceDisconnectedError):
+                    raise DeviceDisconnectedError(msg, stage=exc.stage) from exc
+                raise type(exc)(msg) from exc  # type: ignore[call-arg]
+            raise
+        if store is not None:
+            run.stored_id = store.add(run.to_measurement(commit))
+            stored.append(run.stored_id)
+        runs.append(run)
+        if on_result:
+            on_result(run)
+        if i + 1 < len(bundles):
+            waited = harness.cooldown()
+            if waited:
+                harness.log(f"cool-down: waited {waited:.1f} s")
+    return ProfileReport(runs, stored, str(store.path) if store is not None else None)

@@ -1,0 +1,138 @@
+"""SSH for embedded Linux boards without adbd (Raspberry Pi, Jetson, RK3588), via the system ssh.
+
+Non-interactive (BatchMode: keys or an agent, never a password prompt), one multiplexed
+connection per board where the OpenSSH client supports it. Files go through ``cat`` on
+the remote side, so no sftp subsystem is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from edge_isp.devices.errors import (
+    DeviceAuthError,
+    DeviceDisconnectedError,
+    DeviceNotFoundError,
+    DeviceTimeoutError,
+    TransportUnavailableError,
+)
+from edge_isp.devices.transport import CommandResult, Progress, RemoteStat, Transport, normalize_newlines, quote
+
+_CHUNK = 1 << 20
+
+
+class SshTransport(Transport):
+    kind = "ssh"
+
+    def __init__(self, host: str, *, port: int | None = None, user: str | None = None,
+                 identity: Path | None = None, options: dict[str, str] | None = None,
+                 connect_timeout: float = 10.0) -> None:
+        exe = shutil.which("ssh")
+        if not exe:
+            raise TransportUnavailableError("the OpenSSH client (ssh) is not installed: apt-get install openssh-client")
+        if "@" in host and user is None:
+            user, host = host.split("@", 1)
+        if host.count(":") == 1 and port is None:
+            host, p = host.split(":")
+            port = int(p)
+        self.host, self.port, self.user = host, port, user
+        self.serial = f"{user + '@' if user else ''}{host}{':' + str(port) if port else ''}"
+        self._control_dir = tempfile.mkdtemp(prefix="edge-isp-ssh-")
+        opts = {"BatchMode": "yes", "ConnectTimeout": str(int(connect_timeout)), "ServerAliveInterval": "5",
+                "ServerAliveCountMax": "3", "ControlMaster": "auto",
+                "ControlPath": os.path.join(self._control_dir, "cm"), "ControlPersist": "60",
+                "LogLevel": "ERROR"}
+        opts.update(options or {})
+        self._base = [exe]
+        for k, v in opts.items():
+            self._base += ["-o", f"{k}={v}"]
+        if port:
+            self._base += ["-p", str(port)]
+        if identity:
+            self._base += ["-i", str(identity)]
+        self._base.append(f"{user}@{host}" if user else host)
+        try:
+            res = self._ssh("true", timeout=connect_timeout + 5)
+        except Exception:
+            shutil.rmtree(self._control_dir, ignore_errors=True)
+            raise
+        if res.returncode == 255:
+            shutil.rmtree(self._control_dir, ignore_errors=True)
+            text = res.stderr.strip()
+            if "Permission denied" in text or "Host key verification failed" in text:
+                raise DeviceAuthError(f"ssh {self.serial} refused us: {text}; install your key with ssh-copy-id "
+                                      "(or accept the host key once with a plain 'ssh')")
+            raise DeviceNotFoundError(f"cannot reach {self.serial} over ssh: {text or 'no answer'}")
+
+    def _ssh(self, command: str, timeout: float, stdin=None, input_bytes: bytes | None = None,
+             text: bool = True) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(self._base + ["--", command], capture_output=True, timeout=timeout,
+                                  input=input_bytes, stdin=stdin if input_bytes is None else None,
+                                  text=text and input_bytes is None)
+        except subprocess.TimeoutExpired as exc:
+            raise DeviceTimeoutError(f"{command[:60]!r} on {self.serial} did not finish in {timeout:g} s") from exc
+
+    def _lost(self, res: subprocess.CompletedProcess, stage: str) -> None:
+        if res.returncode == 255:
+            err = res.stderr if isinstance(res.stderr, str) else res.stderr.decode("utf-8", "replace")
+            raise DeviceDisconnectedError(f"ssh connection to {self.serial} failed while {stage}: "
+                                          f"{err.strip() or 'connection lost'}", stage=stage)
+
+    def run(self, command: str, timeout: float = 60.0) -> CommandResult:
+        res = self._ssh(command, timeout, stdin=subprocess.DEVNULL)
+        self._lost(res, f"running {command[:60]!r}")
+        return CommandResult(command, normalize_newlines(res.stdout), normalize_newlines(res.stderr), res.returncode)
+
+    def push(self, local: Path, remote: str, progress: Progress | None = None, mode: int = 0o755) -> None:
+        total = os.path.getsize(local)
+        tmp = f"{remote}.edge-isp-partial"
+        cmd = f"cat > {quote(tmp)} && chmod {mode:o} {quote(tmp)} && mv -f {quote(tmp)} {quote(remote)}"
+        proc = subprocess.Popen(self._base + ["--", cmd], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        done = 0
+        try:
+            with open(local, "rb") as fh:
+                for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                    proc.stdin.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            proc.wait(timeout=max(60.0, total / 1e6))
+            err = proc.stderr.read()
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.wait()
+            raise DeviceTimeoutError(f"pushing {local} to {self.serial} timed out") from exc
+        if proc.returncode:
+            stage = f"pushing {Path(local).name}"
+            self._lost(subprocess.CompletedProcess(cmd, proc.returncode, b"", err), stage)
+            raise DeviceDisconnectedError(f"push of {local} to {self.serial}:{remote} failed: "
+                                          f"{err.decode('utf-8', 'replace').strip()}", stage=stage)
+
+    def pull(self, remote: str, local: Path) -> None:
+        res = self._ssh(f"cat {quote(remote)}", timeout=300, stdin=subprocess.DEVNULL, text=False)
+        self._lost(res, f"pulling {remote}")
+        if res.returncode:
+            raise DeviceDisconnectedError(f"pull of {self.serial}:{remote} failed: "
+                                          f"{res.stderr.decode('utf-8', 'replace').strip()}", stage="pull")
+        Path(local).write_bytes(res.stdout)
+
+    def stat(self, remote: str) -> RemoteStat | None:
+        res = self.run(f"stat -c '%f %s %Y' {quote(remote)} 2>/dev/null")
+        parts = res.stdout.split()
+        if not res.ok or len(parts) != 3:
+            return None
+        return RemoteStat(int(parts[0], 16), int(parts[1]), int(parts[2]))
+
+    def close(self) -> None:
+        subprocess.run(self._base[:-1] + ["-O", "exit", self._base[-1]], capture_output=True, timeout=10)
+        shutil.rmtree(self._control_dir, ignore_errors=True)
