@@ -16,7 +16,6 @@ Nothing here needs TensorFlow: TFLite files are read with ``converters/tflite_re
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -698,70 +697,29 @@ def _check_openvino(path: Path, table: SupportTable, target: str) -> CheckReport
 
 # ----------------------------------------------------------------------------- devices
 
-def _device_dirs(profiles_dir: Path | None) -> list[Path]:
-    from edge_isp.converters.support import builtin_tables_dir
+def find_device(name: str, target: str, profiles_dir: Path | None = None) -> dict[str, Any]:
+    """What the checker needs from a device profile (``profiles/devices/*.toml``).
 
-    dirs = []
-    if profiles_dir is not None:
-        dirs += [Path(profiles_dir) / "devices", Path(profiles_dir)]
-    dirs.append(builtin_tables_dir().parent / "devices")
-    return dirs
-
-
-def find_device(name: str, profiles_dir: Path | None = None) -> dict[str, Any]:
-    """A device profile (``profiles/devices/*.toml``) by name or alias.
-
-    Reads the fields the checker needs, tolerating spellings: ``name``, ``aliases``,
-    ``android_api``/``api_level``, ``nnapi_feature_level``/``feature_level`` and
-    ``nnapi_accelerator``/``accelerator``/``accelerators`` (first one), at the top level or
-    in ``[device]`` / ``[android]`` / ``[nnapi]`` sections.
+    Profiles are loaded by ``edge_isp.devices.profiles`` (built-in, the user's config
+    folder, and ``profiles_dir/devices`` when given). The API level is the profile's launch
+    API (the lowest it runs), the feature level its ``nnapi_feature_level``, the accelerator
+    the ``nnapi_name`` of the accelerator that runs ``target``.
     """
-    wanted = name.strip().lower()
-    candidates: list[tuple[str, dict[str, Any], Path]] = []
-    for d in _device_dirs(profiles_dir):
-        if not d.is_dir():
-            continue
-        for path in sorted(d.glob("*.toml")):
-            try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except (tomllib.TOMLDecodeError, OSError) as exc:
-                raise InputError(f"device profile {path} is not valid TOML ({exc})") from exc
-            if "table" in data and "ops" in data:  # an op table in the same folder
-                continue
-            flat: dict[str, Any] = {}
-            for section in ("device", "android", "nnapi", "soc"):
-                if isinstance(data.get(section), dict):
-                    flat.update({k: v for k, v in data[section].items() if k not in flat})
-            flat.update({k: v for k, v in data.items() if not isinstance(v, dict)})
-            candidates.append((str(flat.get("name", path.stem)), flat, path))
-    names = []
-    for dev_name, flat, path in candidates:
-        aliases = [str(a).lower() for a in flat.get("aliases", [])] + [dev_name.lower(), path.stem.lower()]
-        names.append(dev_name)
-        if wanted in aliases:
-            return _device_fields(dev_name, flat, path)
-    prefix = [(n, f, p) for n, f, p in candidates if n.lower().startswith(wanted) or p.stem.lower().startswith(wanted)]
-    if len(prefix) == 1:
-        return _device_fields(*prefix[0])
-    known = ", ".join(sorted(names)) or "none (add profiles/devices/NAME.toml)"
-    raise UnknownNameError(f"unknown device {name!r}; known device profiles: {known}")
+    from edge_isp.devices.profiles import get_profile, list_profiles
 
-
-def _device_fields(name: str, flat: dict[str, Any], path: Path) -> dict[str, Any]:
-    api = flat.get("android_api", flat.get("api_level", flat.get("sdk")))
-    fl = flat.get("nnapi_feature_level", flat.get("feature_level"))
-    acc = flat.get("nnapi_accelerator", flat.get("accelerator"))
-    if acc is None and isinstance(flat.get("accelerators"), list) and flat["accelerators"]:
-        first = flat["accelerators"][0]
-        acc = first.get("name") if isinstance(first, dict) else first
-    out: dict[str, Any] = {"name": name, "path": str(path), "api_level": int(api) if api is not None else None,
-                           "accelerator": str(acc) if acc else None, "feature_level_code": None}
-    if fl is not None:
-        fl_int = int(str(fl).upper().removeprefix("FL"))
-        out["feature_level_code"] = FEATURE_LEVELS.get(fl_int, fl_int)
-        if out["feature_level_code"] >= FEATURE_LEVELS[6] and not out["accelerator"]:
-            out["feature_level_code"] = None  # unreachable without a named accelerator
-    return out
+    extra = [Path(profiles_dir) / "devices"] if profiles_dir is not None else []
+    prof = get_profile(name, list_profiles(extra))
+    android = prof.android or {}
+    levels = android.get("api_levels") or []
+    api = android.get("launch_api", min(levels) if levels else None)
+    acc = prof.accelerator_for(target)
+    accelerator = acc.nnapi_name if acc is not None and acc.nnapi_name else None
+    fl = android.get("nnapi_feature_level")
+    fl_code = FEATURE_LEVELS.get(int(fl)) if fl is not None else None
+    if fl_code is not None and fl_code >= FEATURE_LEVELS[6] and not accelerator:
+        fl_code = None  # feature levels 6+ are unreachable without a named accelerator
+    return {"name": prof.name, "path": prof.source, "api_level": int(api) if api is not None else None,
+            "accelerator": accelerator, "feature_level_code": fl_code}
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -806,14 +764,22 @@ def check_bundle(path: Path, target: str | None = None, api_level: int | str | N
         raise InputError(f"op table {table.name} ({table.path}) is for {table.format} models, not {fmt}")
     if max_partitions is not None and max_partitions < 0:
         raise InputError("--max-partitions must be 0 (no limit) or more")
-    dev = find_device(device, profiles_dir) if device else None
+    dev = find_device(device, tgt.name, profiles_dir) if device else None
     if fmt == "openvino":
         return _check_openvino(model_file, table, tgt.name)
     if fmt == "onnx":
         return _check_all_ops_onnx(model_file, table, tgt.name)
     levels = resolve_level(table, api_level, accelerator, tgt.default_api_level, dev)
-    report = check_tflite(read_tflite(model_file), table, tgt.name, levels, max_partitions,
-                          device=dev["name"] if dev else None)
+    model = read_tflite(model_file)
+    report = check_tflite(model, table, tgt.name, levels, max_partitions, device=dev["name"] if dev else None)
+    if tgt.quantized and table.kind == "tflite-delegate":
+        floats = [r for r, op in zip(report.ops, model.operators) if r.delegated and op.op not in
+                  ("QUANTIZE", "DEQUANTIZE") and any(t is not None and t.dtype == "float32" and not t.constant
+                                                     for t in model.op_inputs(op))]
+        if floats:
+            report.notes.insert(0, f"{len(floats)} delegated ops compute in float32 inside this integer model "
+                                   "(e.g. --keep-float): the delegate accepts them, but an integer-only NPU driver "
+                                   "may refuse them when it compiles the model")
     return report
 
 

@@ -17,6 +17,11 @@ numeric cost is measured by the usual verification against PyTorch. Choices:
     A 1x1 conv with ``padding_mode="reflect"`` exports a Pad with all-zero pads; TFLite keeps
     it as a MIRROR_PAD (NNAPI feature level 7 only). Removing such Pads changes nothing.
 
+``split_as_slice=True`` (exact)
+    ``torch.split`` exports as ONNX Split, which TFLite keeps as SPLIT: NNAPI takes int8
+    SPLIT only from API 30 (float32/uint8/int32 below). Slices become STRIDED_SLICE, which
+    NNAPI takes quantized from API 28.
+
 ``padding="zero"`` (changes the function; a model option, not an ONNX rewrite)
     Reflect padding becomes MIRROR_PAD (NNAPI feature level 7 only); zero padding becomes
     PAD (API 28+) or folds into the conv. pynet-v2-mobile has it as a model option
@@ -32,8 +37,7 @@ numeric cost is measured by the usual verification against PyTorch. Choices:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +53,7 @@ _CHANNELWISE = {"PRelu", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Identi
 class FitOptions:
     pixel_shuffle: str = "crd"       # "crd" (as exported) | "dcr" (rewrite for DEPTH_TO_SPACE)
     drop_noop_pads: bool = False
+    split_as_slice: bool = False
 
     def __post_init__(self) -> None:
         if self.pixel_shuffle not in ("crd", "dcr"):
@@ -68,8 +73,9 @@ class FitOptions:
         for key in pairs:
             if key not in known:
                 raise InputError(f"unknown fit option {key!r}; known: {', '.join(sorted(known))}")
-        if "drop_noop_pads" in pairs and not isinstance(pairs["drop_noop_pads"], bool):
-            raise InputError("fit option drop_noop_pads must be true or false")
+        for key in ("drop_noop_pads", "split_as_slice"):
+            if key in pairs and not isinstance(pairs[key], bool):
+                raise InputError(f"fit option {key} must be true or false")
         return cls(**pairs)
 
 
@@ -100,7 +106,7 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     graph_outputs = {o.name for o in graph.output}
-    changed = {"depth_to_space_dcr": 0, "noop_pads_removed": 0}
+    changed = {"depth_to_space_dcr": 0, "noop_pads_removed": 0, "splits_as_slices": 0}
 
     def single_use(name: str) -> bool:
         return len(consumers.get(name, [])) == 1 and name not in graph_outputs
@@ -170,12 +176,56 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
         for init in unused:
             graph.initializer.remove(init)
 
+    if options.split_as_slice:
+        _splits_to_slices(proto, changed)
+
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:  # noqa: BLE001
         raise ConversionError(f"fit options produced an invalid ONNX graph: {exc}") from exc
     onnx.save(proto, str(path))
     return changed
+
+
+def _splits_to_slices(proto: Any, changed: dict[str, int]) -> None:
+    """Replace each Split by one Slice per output (static shapes only)."""
+    onnx = require("onnx", "fit options")
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    inferred = onnx.shape_inference.infer_shapes(proto).graph
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*inferred.value_info, *inferred.input]}
+    inits = {i.name: i for i in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "Split":
+            nodes.append(node)
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if len(node.input) > 1 and node.input[1]:
+            if node.input[1] not in inits:
+                raise ConversionError(f"fit split_as_slice: Split {node.name!r} has runtime split sizes")
+            sizes = [int(v) for v in numpy_helper.to_array(inits[node.input[1]])]
+        else:
+            shape = dims.get(node.input[0])
+            if not shape or not shape[axis]:
+                raise ConversionError(f"fit split_as_slice: the shape of Split {node.name!r}'s input is not static")
+            n = len(node.output)
+            if shape[axis] % n:
+                raise ConversionError(f"fit split_as_slice: uneven Split {node.name!r}")
+            sizes = [shape[axis] // n] * n
+        start = 0
+        for k, (out, size) in enumerate(zip(node.output, sizes)):
+            names = [f"{out}__fit_start", f"{out}__fit_end", f"{out}__fit_axis"]
+            for name, value in zip(names, ([start], [start + size], [axis])):
+                graph.initializer.append(numpy_helper.from_array(np.array(value, np.int64), name))
+            nodes.append(helper.make_node("Slice", [node.input[0], *names], [out], name=f"{node.name}__slice{k}"))
+            start += size
+        changed["splits_as_slices"] += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def fitted_export(options: FitOptions) -> Callable[..., Any]:
@@ -194,16 +244,3 @@ def fitted_export(options: FitOptions) -> Callable[..., Any]:
         return dataclasses.replace(exported, op_types=dict(sorted(ops.items())))
 
     return export
-
-
-@contextmanager
-def applied(options: FitOptions) -> Iterator[None]:
-    """Run ``pipeline.convert`` with the fit options (until the pipeline takes them itself)."""
-    from edge_isp.converters import pipeline
-
-    original = pipeline.export_onnx
-    pipeline.export_onnx = fitted_export(options)
-    try:
-        yield
-    finally:
-        pipeline.export_onnx = original

@@ -20,7 +20,7 @@ from edge_isp._atomic import atomic_dir
 from edge_isp._resources import peak_rss_mb, reset_peak_rss
 from edge_isp.converters import bundle as _bundle
 from edge_isp.converters.calibration import DEFAULT_CALIB_SAMPLES, DEFAULT_VERIFY_SAMPLES, InputSet, make_input_sets
-from edge_isp.converters.onnx_export import export_onnx
+from edge_isp.converters.fit import FitOptions, fitted_export
 from edge_isp.converters.targets import Target, get_target
 from edge_isp.converters.verify import Verification, compare_outputs, require_passed
 from edge_isp.errors import InputError
@@ -52,6 +52,10 @@ class ConvertOptions:
     io_dtype: str | None = None                      # int8 / uint8 override for INT8 targets
     nncf_preset: str = "mixed"
     layer_report: bool = False
+    # Graph rewrites that make the model fit accelerators (converters/fit.py), e.g.
+    # {"pixel_shuffle": "dcr", "drop_noop_pads": True}; recorded in the manifest.
+    fit: dict[str, Any] = field(default_factory=dict)
+    require_full_delegation: bool = False
     output: Path | None = None
 
 
@@ -187,6 +191,7 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
 
     target = get_target(opts.target)
     info = model_info(opts.model)
+    fit = FitOptions.parse(opts.fit)
     mosaic_hw = resolve_input_size(opts.model, opts.input_size)
     packed_hw = (mosaic_hw[0] // 2, mosaic_hw[1] // 2)
     if opts.calib_samples < 1 or opts.verify_samples < 1:
@@ -218,7 +223,7 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     work = Path(tempfile.mkdtemp(prefix="edge-isp-convert-"))
     try:
         done = stage("onnx")
-        exported = export_onnx(model, (1, 4, *packed_hw), work / "model.onnx")
+        exported = fitted_export(fit)(model, (1, 4, *packed_hw), work / "model.onnx")
         done()
 
         done = stage(target.format)
@@ -236,6 +241,14 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
         done()
         require_passed(verification, f"the {target.name} artifact", hint=_layout_hint(
             exported.path, mosaic_hw, 2 * info.input_multiple) if target.format == "tflite" else "")
+
+        done = stage("check")
+        from edge_isp.converters.check import check_artifact, require_delegation
+
+        support = check_artifact(built.main, target.name)
+        if opts.require_full_delegation:
+            require_delegation(support, "full")  # raises before anything is written
+        done()
 
         done = stage("bundle")
         artifact_name = _ARTIFACT_NAMES[target.format]
@@ -258,6 +271,8 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
                       "packing": "B,G(red row),R,G(blue row) of the mosaic, each (raw-black)/(white-black) in [0,1]"},
             "output": {**runner.output_spec.to_dict(), "range": "RGB [0,1] (clip)"},
             "onnx": {"opset": exported.opset, "op_types": exported.op_types},
+            "fit": fit.to_dict(),
+            "support_check": support.to_dict(include_ops=False),
             "quantization": built.quantization,
             "layer_errors": built.layer_errors,
             "calibration": calib.description if target.quantized else None,

@@ -34,15 +34,11 @@ def check(
     as_json: bool = JsonFlag,
 ) -> None:
     """Check a converted model against its target's op-support table."""
-    from edge_isp.converters.check import check_bundle, require_delegation
+    from edge_isp.converters.check import REQUIRE_LEVELS, check_bundle, require_delegation
+    from edge_isp.errors import InputError
 
-    if require is not None:
-        require_delegation_level = require.lower()
-        from edge_isp.converters.check import REQUIRE_LEVELS
-        from edge_isp.errors import InputError
-
-        if require_delegation_level not in REQUIRE_LEVELS:
-            raise InputError(f"--require {require!r} must be one of {', '.join(REQUIRE_LEVELS)}")
+    if require is not None and require.lower() not in REQUIRE_LEVELS:
+        raise InputError(f"--require {require!r} must be one of {', '.join(REQUIRE_LEVELS)}")
     level: int | str | None = int(api_level) if api_level and api_level.isdigit() else api_level
     report = check_bundle(artifact, target=target, api_level=level, accelerator=accelerator,
                           profiles_dir=profiles, device=device, max_partitions=max_partitions)

@@ -30,6 +30,9 @@ def convert(
     nncf_preset: str = typer.Option("mixed", "--nncf-preset", help="OpenVINO INT8: mixed or performance."),
     layer_report: bool = typer.Option(False, "--layer-report", help="Report the INT8 layers that lose the most."),
     option: list[str] = typer.Option([], "--option", "-O", help="Model option key=value (repeatable)."),
+    fit: list[str] = typer.Option([], "--fit", help="Fit rewrite key=value: pixel_shuffle=dcr, drop_noop_pads=true, split_as_slice=true."),
+    require_full: bool = typer.Option(False, "--require-full-delegation", help="Fail unless the target's accelerator takes every op."),
+    raw_option: list[str] = typer.Option([], "--raw-option", help="RAW layout for --calib files, key=value (width=, height=, cfa=, black_level=, white_level=)."),
     seed: int = typer.Option(0, "--seed"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle folder to write."),
     as_json: bool = JsonFlag,
@@ -45,7 +48,8 @@ def convert(
         input_size=parse_hw(input_size, "--input-size"), calib_dir=calib, calib_samples=calib_samples,
         verify_samples=verify_samples, seed=seed, min_psnr_db=min_psnr, keep_float=tuple(keep_float),
         per_channel=not per_tensor, io_dtype=io_dtype, nncf_preset=nncf_preset, layer_report=layer_report,
-        output=output,
+        fit=parse_options(fit, "fit option"), require_full_delegation=require_full,
+        raw_layout=parse_options(raw_option, "RAW option"), output=output,
     )
     if as_json:
         result = run_convert(opts)
@@ -68,6 +72,7 @@ def convert(
     else:
         table.caption = f"verified on {held['samples']} RAW crops ({held['source']})"
     out.print(table)
+    out.print(f"support check: {m['support_check']['summary']}")
     if m.get("layer_errors"):
         lt = Table(title="INT8 layers with the largest error (RMSE in quantisation steps)")
         for col in ("op", "tensor", "RMSE/scale", "max abs err"):
