@@ -219,8 +219,9 @@ def bench(what: Path | str, *, threads: int | None = None, runtime: str | None =
     p = Path(what)
     if p.exists():
         loaded = open_bundle(p, threads=threads, runtime=runtime)
-    elif runtime not in (None, "torch"):
-        raise InputError(f"{what}: no such bundle folder (a model name runs in PyTorch only)")
+    elif runtime not in (None, "torch") or "/" in str(what) or str(what).startswith("."):
+        raise InputError(f"{what}: no such bundle folder; make one with 'edge-isp convert' "
+                         "(a registry model name runs in PyTorch)")
     else:
         loaded = open_model(str(what), input_size, threads=threads)
     try:

@@ -276,6 +276,7 @@ class _Baselines:
         self.base_dir = base_dir
         self.override = override
         self._files: dict[str, list[Measurement]] = {}
+        self.missing: set[str] = set()
 
     def find(self, spec: str | None, series: tuple[str, ...], metric: str, current: Measurement) -> Measurement | None:
         spec = self.override or spec or "previous"
@@ -296,7 +297,11 @@ class _Baselines:
             path = self.base_dir / path
         key = str(path)
         if key not in self._files:
-            self._files[key] = _load_measurements(path)
+            try:
+                self._files[key] = _load_measurements(path)
+            except InputError:          # e.g. the first run on main: no baseline export yet
+                self._files[key] = []
+                self.missing.add(key)
         cands = [m for m in self._files[key] if _series(m) == series and metric in m.metrics]
         return max(cands, key=_order) if cands else None
 
@@ -337,8 +342,10 @@ def evaluate(budgets: BudgetFile, measurements: list[Measurement], baseline: str
                     base_m = baselines.find(b.baseline or budgets.baseline, series, chk.metric, m)
                     if base_m is None:
                         res.status = "skipped" if chk.optional else "missing"
-                        res.message = (f"no baseline for {chk.metric} ({baseline or b.baseline or budgets.baseline}) "
-                                       f"of {'/'.join(series)}")
+                        spec = baseline or b.baseline or budgets.baseline
+                        gone = [k for k in baselines.missing if spec.removeprefix("file:") in k]
+                        res.message = (f"no baseline for {chk.metric} ({spec}) of {'/'.join(series)}"
+                                       + (f"; the baseline file {gone[0]} does not exist" if gone else ""))
                         report.results.append(res)
                         continue
                     res.baseline_value, res.baseline_id = base_m.metrics[chk.metric], base_m.id

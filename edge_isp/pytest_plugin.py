@@ -9,8 +9,9 @@ available everywhere::
 
 ``isp_bench`` loads the bundle (or registry model) once, warms it up, and times
 ``runner.run`` through pytest-benchmark's ``benchmark`` fixture when that plugin is
-installed (so ``--benchmark-compare``, ``--benchmark-json`` etc. work), else with
-edge-isp's own timer. Each call returns an :class:`edge_isp.bench.BenchResult`; with
+installed and enabled (so ``--benchmark-compare``, ``--benchmark-json`` etc. work), else
+with edge-isp's own timer (also under ``--benchmark-disable``: the figures are still
+measured and returned). Each call returns an :class:`edge_isp.bench.BenchResult`; with
 ``--isp-results PATH`` every result is also stored in the results store for ``gate``.
 
 Options: ``--isp-results PATH``, ``--isp-device NAME`` (default ``local``),
@@ -82,7 +83,7 @@ def isp_bench(request: pytest.FixtureRequest, isp_runner: _RunnerCache):
         threads = threads if threads is not None else default_threads
         loaded = what if hasattr(what, "run") and hasattr(what, "input_spec") else \
             isp_runner(what, threads=threads, runtime=runtime, input_size=input_size)
-        if benchmark is not None and used["n"] == 0:
+        if benchmark is not None and not getattr(benchmark, "disabled", False) and used["n"] == 0:
             # pytest-benchmark allows one measurement per test: time it there, then
             # take our figures from its samples so both reports agree.
             x = loaded.example_input(seed)

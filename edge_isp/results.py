@@ -61,15 +61,18 @@ class Measurement:
     target: str
     runtime: str
     device: str
-    kind: str = "bench"                      # "bench" | "profile" | "eval" | "estimate"
-    metrics: dict[str, float] = field(default_factory=dict)
     bundle_sha256: str | None = None
     commit: str | None = None
     created: str = field(default_factory=_now)   # ISO 8601, UTC
+    kind: str = "bench"                      # "bench" | "profile" | "eval" | "estimate"
+    metrics: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     id: int | None = None                     # assigned by the store
 
     def __post_init__(self) -> None:
+        if isinstance(self.created, _dt.datetime):
+            when = self.created if self.created.tzinfo else self.created.replace(tzinfo=_dt.timezone.utc)
+            self.created = when.astimezone(_dt.timezone.utc).isoformat(timespec="microseconds")
         if self.kind not in KINDS:
             raise InputError(f"measurement kind {self.kind!r} is not one of {', '.join(KINDS)}")
         clean: dict[str, float] = {}

@@ -17,7 +17,7 @@ app = typer.Typer()
 
 @app.command()
 def bench(
-    bundles: list[str] = typer.Argument(..., help="Bundle folders (or registry model names, run in PyTorch)."),
+    bundles: Optional[list[str]] = typer.Argument(None, help="Bundle folders (or registry model names, run in PyTorch); default: every bundle under edge-isp-out/."),
     device: str = typer.Option("local", "--device", "-d", help="Where to run: 'local' (this host)."),
     runs: Optional[int] = typer.Option(None, "--runs", "-n", help="Timed runs (default 20, or as many as fit in --time-budget)."),
     time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Seconds of timed runs per bundle."),
@@ -35,6 +35,11 @@ def bench(
     if device != "local":
         raise InputError(f"--device {device!r}: 'bench' runs on this host only (--device local); "
                          "use 'edge-isp profile --device ...' for phones and boards")
+    if not bundles:
+        bundles = sorted(str(p.parent) for p in Path("edge-isp-out").glob("*/manifest.json"))
+        if not bundles:
+            raise InputError("nothing to benchmark: pass bundle folders, or make one with 'edge-isp convert' "
+                             "(bundles under ./edge-isp-out are found by default)")
     if runs is None and time_budget is None:
         runs = 20
     kwargs = dict(runs=runs, time_budget_s=time_budget, warmup=warmup, threads=threads, runtime=runtime,

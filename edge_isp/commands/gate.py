@@ -43,7 +43,7 @@ def gate(
         (out if out.is_terminal else Console(width=220)).print(table)
         for r in report.results:
             if r.status in ("missing", "skipped"):
-                err.print(f"[{_STYLE[r.status]}]{r.status}:[/] {r.budget}: {r.check}: {r.message}", highlight=False)
+                err.print(f"[{_STYLE[r.status]}]{r.status}:[/] {r.budget}: {r.check}: {r.message}", highlight=False, soft_wrap=True)
         c = report.counts
         verdict = "[green]PASSED[/]" if report.passed else "[red]FAILED[/]"
         out.print(f"{verdict}: {c['pass']} passed, {c['fail']} failed, {c['missing']} without a result, "

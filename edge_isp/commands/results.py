@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edge_isp.commands._common import JsonFlag, out, print_json
+from edge_isp.commands._common import JsonFlag, out
 from edge_isp.errors import InputError
 
 app = typer.Typer()

@@ -1,0 +1,229 @@
+"""Open a bundle (or a registry model) as a ready-to-run runner.
+
+The bundle's manifest says which runtime runs the artifact, with which options (e.g.
+OpenVINO's inference precision), and what the input is (packed Bayer, mosaic size,
+layout, dtype, quantisation); callers only hand over packed NCHW float32 and get RGB
+NCHW float32 back.
+
+    >>> runner = open_bundle("edge-isp-out/pynet-v2-mobile_cpu-fp32", threads=2)
+    >>> runner.warmup()
+    >>> rgb = runner.run(raw.crop(0, 0, *runner.mosaic_hw).packed()[None])
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_isp.errors import BundleError, InputError
+from edge_isp.runtimes.base import Runner, TensorSpec, open_runner
+
+# Runtimes that can run an artifact of each format (the first is the default).
+RUNTIMES_FOR_FORMAT: dict[str, tuple[str, ...]] = {
+    "tflite": ("litert", "tflite-runtime"),
+    "openvino": ("openvino",),
+    "onnx": ("onnxruntime",),
+}
+
+
+class LoadedRunner:
+    """A runner plus what it was loaded from: the object every host step works with.
+
+    Attributes: ``runtime``, ``input_spec``, ``output_spec`` (as any runner), ``model``
+    (registry name), ``target``, ``bundle`` (the Bundle or None), ``mosaic_hw`` (RAW
+    input size), ``threads`` (as requested; None = the runtime's default),
+    ``load_time_s`` (artifact load + compile, measured), ``bundle_sha256``.
+    """
+
+    def __init__(self, runner: Runner, *, model: str, target: str, mosaic_hw: tuple[int, int],
+                 threads: int | None, load_time_s: float, bundle: Any = None,
+                 bundle_sha256: str | None = None, precision: str | None = None) -> None:
+        self.runner = runner
+        self.model = model
+        self.target = target
+        self.mosaic_hw = mosaic_hw
+        self.threads = threads
+        self.load_time_s = load_time_s
+        self.bundle = bundle
+        self.bundle_sha256 = bundle_sha256
+        self.precision = precision
+        self.warmed_up = False
+
+    @property
+    def runtime(self) -> str:
+        return self.runner.runtime
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        return self.runner.input_spec
+
+    @property
+    def output_spec(self) -> TensorSpec:
+        return self.runner.output_spec
+
+    @property
+    def batch(self) -> int:
+        return int(self.input_spec.nchw_shape[0])
+
+    @property
+    def packed_hw(self) -> tuple[int, int]:
+        shape = self.input_spec.nchw_shape
+        return int(shape[2]), int(shape[3])
+
+    @property
+    def output_scale(self) -> int:
+        """Output pixels per packed input pixel (2 for a full-resolution RGB ISP)."""
+        return int(round(self.output_spec.nchw_shape[2] / self.input_spec.nchw_shape[2]))
+
+    @property
+    def threads_used(self) -> int:
+        return int(self.threads) if self.threads else (os.cpu_count() or 1)
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}/{self.target}"
+
+    def example_input(self, seed: int = 0) -> np.ndarray:
+        """A random packed input of the model's shape in [0, 1] (float32 NCHW)."""
+        rng = np.random.default_rng(seed)
+        return rng.random(self.input_spec.nchw_shape, dtype=np.float32)
+
+    def run(self, packed: np.ndarray) -> np.ndarray:
+        return self.runner.run(packed)
+
+    def warmup(self, runs: int = 2) -> float:
+        """Run ``runs`` inferences on a random input (first-call allocation, JIT, caches).
+
+        Returns the seconds it took.
+        """
+        x = self.example_input()
+        t0 = time.perf_counter()
+        for _ in range(max(0, runs)):
+            self.runner.run(x)
+        self.warmed_up = True
+        return time.perf_counter() - t0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "target": self.target, "runtime": self.runtime, "precision": self.precision,
+            "mosaic_hw": list(self.mosaic_hw), "threads": self.threads,
+            "input": self.input_spec.to_dict(), "output": self.output_spec.to_dict(),
+            "bundle": str(self.bundle.path) if self.bundle is not None else None,
+            "bundle_sha256": self.bundle_sha256, "load_time_s": round(self.load_time_s, 4),
+        }
+
+    def __repr__(self) -> str:
+        return f"LoadedRunner({self.name} on {self.runtime}, mosaic {self.mosaic_hw[0]}x{self.mosaic_hw[1]})"
+
+
+def _nchw(shape: list[int], layout: str) -> tuple[int, ...]:
+    if layout == "NHWC" and len(shape) == 4:
+        n, h, w, c = shape
+        return (n, c, h, w)
+    return tuple(shape)
+
+
+def open_bundle(bundle_path: Path | str, threads: int | None = None, runtime: str | None = None,
+                warmup: int = 0, **options: Any) -> LoadedRunner:
+    """Load a bundle folder made by ``edge-isp convert`` with the runtime its manifest names.
+
+    Args:
+        bundle_path: the bundle folder (or its manifest.json).
+        threads: CPU threads for the runtime (XNNPACK, OpenVINO, ONNX Runtime); None lets
+            the runtime choose.
+        runtime: another runtime able to run the same format (``tflite-runtime`` for a
+            TFLite bundle); by default the manifest's.
+        warmup: inferences to run right after loading.
+        **options: runtime options overriding the manifest's (e.g. ``performance_hint``).
+
+    Raises:
+        BundleError: missing/broken bundle, or a runtime that cannot run its format, or an
+            artifact whose tensors disagree with the manifest.
+    """
+    from edge_isp.converters.bundle import load_bundle
+
+    bundle = load_bundle(Path(bundle_path))
+    m = bundle.manifest
+    fmt = m["target"].get("format", "")
+    chosen = runtime or bundle.runtime
+    allowed = RUNTIMES_FOR_FORMAT.get(fmt)
+    if allowed is not None and chosen not in allowed:
+        raise BundleError(f"runtime {chosen!r} cannot run a {fmt} bundle ({bundle.path}); use one of {', '.join(allowed)}")
+    runtime_options = {**m["artifact"].get("runtime_options", {}), **options}
+    if threads:
+        runtime_options["threads"] = int(threads)
+    t0 = time.perf_counter()
+    runner = open_runner(chosen, bundle.model_file, **runtime_options)
+    load_s = time.perf_counter() - t0
+
+    want = m.get("input", {})
+    if want.get("shape"):
+        expected = _nchw(want["shape"], want.get("layout", "NCHW"))
+        if tuple(int(d) for d in expected) != tuple(int(d) for d in runner.input_spec.nchw_shape):
+            raise BundleError(
+                f"{bundle.model_file} takes input {tuple(runner.input_spec.nchw_shape)} but the manifest says "
+                f"{expected}; the bundle was edited or mixed up, re-run 'edge-isp convert'"
+            )
+        if want.get("dtype") and want["dtype"] != runner.input_spec.dtype and runner.runtime != "openvino":
+            raise BundleError(
+                f"{bundle.model_file} takes {runner.input_spec.dtype} input but the manifest says {want['dtype']}; "
+                "re-run 'edge-isp convert'"
+            )
+    packed = runner.input_spec.nchw_shape
+    mosaic_hw = tuple(want.get("mosaic_hw") or (2 * int(packed[2]), 2 * int(packed[3])))
+    loaded = LoadedRunner(
+        runner, model=str(m.get("model", {}).get("name", "?")), target=bundle.target, mosaic_hw=mosaic_hw,
+        threads=threads, load_time_s=load_s, bundle=bundle, bundle_sha256=m["artifact"].get("sha256"),
+        precision=m["target"].get("precision"),
+    )
+    if warmup:
+        loaded.warmup(warmup)
+    return loaded
+
+
+def open_model(model: str | None = None, input_size: tuple[int, int] | None = None, *,
+               weights: Path | None = None, options: dict[str, Any] | None = None,
+               threads: int | None = None, net: Any = None, warmup: int = 0) -> LoadedRunner:
+    """The PyTorch reference of a registry model as a runner at a fixed RAW mosaic size.
+
+    ``net`` passes an already built ``nn.Module`` (e.g. a trained one); otherwise the
+    registry model is created (seed 0) and ``weights`` (a state dict path) loaded.
+    """
+    from edge_isp.converters.pipeline import DEFAULT_MODEL, resolve_input_size
+    from edge_isp.models import create
+    from edge_isp.runtimes.torch_rt import TorchRunner
+
+    model = model or DEFAULT_MODEL
+    mosaic_hw = resolve_input_size(model, input_size)
+    t0 = time.perf_counter()
+    if net is None:
+        net = create(model, **(options or {}))
+        if weights is not None:
+            from edge_isp.models.weights import load_weights
+
+            load_weights(net, Path(weights))
+    runner = TorchRunner(net, (1, 4, mosaic_hw[0] // 2, mosaic_hw[1] // 2), threads=threads)
+    load_s = time.perf_counter() - t0
+    loaded = LoadedRunner(runner, model=model, target="torch-fp32", mosaic_hw=mosaic_hw, threads=threads,
+                          load_time_s=load_s, precision="fp32")
+    if warmup:
+        loaded.warmup(warmup)
+    return loaded
+
+
+def open_any(path_or_model: Path | str, **kwargs: Any) -> LoadedRunner:
+    """A bundle folder if ``path_or_model`` is one, else a registry model name."""
+    p = Path(path_or_model)
+    if p.exists():
+        return open_bundle(p, **{k: v for k, v in kwargs.items() if k in ("threads", "runtime", "warmup")})
+    if "/" in str(path_or_model) or str(path_or_model).startswith("."):
+        raise InputError(f"{path_or_model}: no such bundle folder")
+    return open_model(str(path_or_model), **{k: v for k, v in kwargs.items()
+                                             if k in ("input_size", "weights", "options", "threads", "warmup")})
+
+
+__all__ = ["LoadedRunner", "RUNTIMES_FOR_FORMAT", "open_any", "open_bundle", "open_model"]

@@ -1,0 +1,134 @@
+"""Runners over real converted bundles: each runtime matches PyTorch within its precision's bound."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_isp.converters.targets import get_target
+from edge_isp.errors import BundleError, InputError
+from edge_isp.runtimes.bundle_runner import LoadedRunner, open_any, open_bundle, open_model
+
+MODEL = "pynet-v2-mobile"
+MOSAIC = (160, 224)          # RAW HxW; packed 80x112 (avoids onnx2tf's C == H == W trap)
+
+_CACHE: dict[tuple, Path] = {}
+_ROOT: list[Path] = []
+
+
+def converted(target: str, model: str = MODEL, size: tuple[int, int] = MOSAIC, **kw) -> Path:
+    """A real bundle, converted once per test session and shared by every test module."""
+    key = (model, target, size, tuple(sorted(kw.items())))
+    if key not in _CACHE:
+        from edge_isp.converters.pipeline import ConvertOptions, convert
+
+        if not _ROOT:
+            _ROOT.append(Path(tempfile.mkdtemp(prefix="edge-isp-test-bundles-")))
+            atexit.register(shutil.rmtree, _ROOT[0], True)
+        out = _ROOT[0] / f"{model}_{target}_{size[0]}x{size[1]}_{len(_CACHE)}"
+        convert(ConvertOptions(model=model, target=target, input_size=size, output=out,
+                               calib_samples=4, verify_samples=1, **kw))
+        _CACHE[key] = out
+    return _CACHE[key]
+
+
+def real_packed(shared_raw: Path, size: tuple[int, int] = MOSAIC, top: int = 100, left: int = 200) -> np.ndarray:
+    from edge_isp.raw import read_raw
+
+    raw = read_raw(shared_raw / "DSC_1339_768x512_rggb_u16le.raw", width=768, height=512, cfa="RGGB",
+                   black_level=600, white_level=15520)
+    return raw.crop(top, left, *size).packed()[None]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - np.clip(b, 0, 1)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def torch_reference(x: np.ndarray, model: str = MODEL, **options) -> np.ndarray:
+    return open_model(model, (x.shape[2] * 2, x.shape[3] * 2), options=options).run(x)
+
+
+# (target, runtime); fp32 for every runtime in the default run, the rest marked slow.
+CASES = [
+    pytest.param("onnx-fp32", "onnxruntime", id="onnxruntime-fp32"),
+    pytest.param("openvino-fp32", "openvino", id="openvino-fp32"),
+    pytest.param("cpu-fp32", "litert", id="litert-fp32"),
+    pytest.param("cpu-fp32", "tflite-runtime", id="tflite-runtime-fp32"),
+    pytest.param("gpu-fp16", "litert", id="litert-fp16", marks=pytest.mark.slow),
+    pytest.param("openvino-fp16", "openvino", id="openvino-fp16", marks=pytest.mark.slow),
+    pytest.param("openvino-int8", "openvino", id="openvino-int8", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("target,runtime", CASES)
+def test_bundle_matches_pytorch_within_precision_bound(target: str, runtime: str, shared_raw: Path) -> None:
+    if runtime == "tflite-runtime":
+        pytest.importorskip("tflite_runtime", reason="tflite-runtime is optional and not installed")
+    kw = {"min_psnr_db": 50.0} if target == "openvino-fp16" else {}   # random-init weights sit near 55 dB
+    bundle = converted(target, **kw)
+    runner = open_bundle(bundle, threads=2, runtime=runtime)
+    assert isinstance(runner, LoadedRunner) and runner.runtime == runtime
+    assert runner.target == target and runner.model == MODEL
+    assert runner.mosaic_hw == MOSAIC and runner.packed_hw == (MOSAIC[0] // 2, MOSAIC[1] // 2)
+    assert runner.output_scale == 2 and runner.threads == 2
+    x = real_packed(shared_raw)
+    y = runner.run(x)
+    assert y.dtype == np.float32 and y.shape == (1, 3, *MOSAIC)
+    bound = kw.get("min_psnr_db", get_target(target).min_psnr_db)
+    assert psnr(y, torch_reference(x)) >= bound
+
+
+def test_open_bundle_reads_the_manifest_and_warms_up(shared_raw: Path) -> None:
+    runner = open_bundle(converted("openvino-fp32"), warmup=1)
+    assert runner.warmed_up and runner.load_time_s > 0
+    m = runner.bundle.manifest
+    # The manifest's runtime options reach the runtime (explicit f32 precision on OpenVINO).
+    assert m["artifact"]["runtime_options"] == {"precision_hint": "f32"}
+    assert runner.runner.precision_hint == "f32"
+    assert runner.bundle_sha256 == m["artifact"]["sha256"]
+    d = runner.describe()
+    assert d["runtime"] == "openvino" and d["input"]["shape"] == [1, 4, 80, 112]
+    assert runner.warmup(2) > 0
+
+
+def test_open_bundle_rejects_a_runtime_for_another_format() -> None:
+    with pytest.raises(BundleError, match="cannot run a onnx bundle"):
+        open_bundle(converted("onnx-fp32"), runtime="openvino")
+
+
+def test_open_bundle_rejects_a_manifest_that_disagrees_with_the_artifact(tmp_path: Path) -> None:
+    copy = tmp_path / "b"
+    shutil.copytree(converted("onnx-fp32"), copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["input"]["shape"] = [1, 4, 64, 64]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="manifest says"):
+        open_bundle(copy)
+
+
+def test_open_bundle_errors_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="not an edge-isp bundle"):
+        open_bundle(tmp_path)
+    with pytest.raises(InputError, match="no such bundle"):
+        open_any("./nope/bundle")
+
+
+def test_runner_rejects_wrong_input_shape() -> None:
+    runner = open_bundle(converted("onnx-fp32"))
+    with pytest.raises(InputError, match="tiled processing"):
+        runner.run(np.zeros((1, 4, 32, 32), np.float32))
+
+
+def test_torch_reference_runner_is_deterministic() -> None:
+    a = open_model(MODEL, MOSAIC)
+    b = open_any(MODEL, input_size=MOSAIC)
+    x = a.example_input()
+    assert a.runtime == "torch" and a.target == "torch-fp32" and a.output_scale == 2
+    np.testing.assert_array_equal(a.run(x), b.run(x))
