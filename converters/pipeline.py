@@ -7,6 +7,7 @@ raises before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import shutil
 import tempfile
@@ -25,7 +26,14 @@ from edge_isp.converters.targets import Target, get_target
 from edge_isp.converters.verify import Verification, compare_outputs, require_passed
 from edge_isp.errors import InputError
 
-DEFAULT_MODEL = "pynet-v2-mobile"
+def _default_spec():
+    from edge_isp.models.pretrained import DEFAULT
+
+    return DEFAULT
+
+
+# The registry model behind the packaged default (trained weights: edge_isp/assets).
+DEFAULT_MODEL = _default_spec().name
 
 # "--keep-float norm" means the normalisation layers: in OpenVINO the MVN op type; in
 # TFLite the InstanceNorm subgraphs, found in the float model (tflite.norm_island_nodes).
@@ -36,7 +44,7 @@ KEEP_FLOAT_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
 
 @dataclass
 class ConvertOptions:
-    model: str = DEFAULT_MODEL
+    model: str | None = None                        # None: the packaged, trained default model
     target: str = "nnapi-int8"
     model_options: dict[str, Any] = field(default_factory=dict)
     weights: Path | None = None
@@ -179,6 +187,17 @@ def _layout_hint(onnx_path: Path, mosaic_hw: tuple[int, int], step: int) -> str:
     )
 
 
+def with_default_model(opts: ConvertOptions) -> ConvertOptions:
+    """Fill in the packaged default model (name, options, trained weights) when none is given."""
+    if opts.model is not None:
+        return opts
+    from edge_isp.models.pretrained import default_weights_path
+
+    spec = _default_spec()
+    return dataclasses.replace(opts, model=spec.name, model_options={**spec.options, **opts.model_options},
+                               weights=opts.weights or default_weights_path(spec))
+
+
 def default_output(opts: ConvertOptions) -> Path:
     return Path("edge-isp-out") / f"{opts.model}_{opts.target}"
 
@@ -189,6 +208,7 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     from edge_isp.models import count_params, create, model_info
     from edge_isp.models.weights import load_weights, weights_sha256
 
+    opts = with_default_model(opts)
     target = get_target(opts.target)
     info = model_info(opts.model)
     fit = FitOptions.parse(opts.fit)

@@ -6,10 +6,9 @@ bench, profile) looks targets up here instead of branching on names.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
-from edge_isp.errors import UnknownNameError
+from edge_isp._names import lookup
 
 
 @dataclass(frozen=True)
@@ -80,11 +79,4 @@ def list_targets() -> list[Target]:
 
 
 def get_target(name: str) -> Target:
-    try:
-        return _TARGETS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _TARGETS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownNameError(
-            f"unknown target {name!r}.{hint} Known targets: {', '.join(sorted(_TARGETS))}."
-        ) from None
+    return lookup(_TARGETS, name, "target")

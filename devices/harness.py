@@ -13,7 +13,6 @@ the results store at once, so a device that disconnects later keeps what was mea
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import time
 from collections.abc import Callable, Iterable
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_isp.converters.bundle import file_sha256
 from edge_isp.devices.benchmark import (
     BenchmarkOutput,
     BenchOptions,
@@ -68,14 +68,6 @@ def binary_abi(path: Path) -> str:
     little = head[5] == 1
     machine = int.from_bytes(head[18:20], "little" if little else "big")
     return _ELF_MACHINE.get(machine, f"elf-machine-{machine}")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -151,7 +143,7 @@ class Harness:
         self.log(f"power source: {self._power.kind} ({self._power.description})")
 
     def _push_if_changed(self, local: Path, remote: str, progress: Progress | None, sha: str | None = None) -> bool:
-        sha = sha or _sha256(local)
+        sha = sha or file_sha256(local)
         st = self.t.stat(remote)
         if st is not None and st.size == local.stat().st_size:
             res = self.t.run(f"cat {quote(remote + '.sha256')} 2>/dev/null")

@@ -6,7 +6,6 @@ never transpose or (de)quantise by hand.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge_isp.errors import InputError, UnknownNameError
+from edge_isp._names import lookup
+from edge_isp.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -110,14 +110,7 @@ def list_runtimes() -> list[str]:
 def open_runner(runtime: str, model_path: Path, **options: Any) -> Runner:
     """Load ``model_path`` with the named runtime (``litert``, ``openvino``, ...)."""
     _load_all()
-    try:
-        factory = _RUNNERS[runtime]
-    except KeyError:
-        close = difflib.get_close_matches(runtime, _RUNNERS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownNameError(
-            f"unknown runtime {runtime!r}.{hint} Known: {', '.join(sorted(_RUNNERS))}."
-        ) from None
+    factory = lookup(_RUNNERS, runtime, "runtime")
     return factory(Path(model_path), **options)
 
 

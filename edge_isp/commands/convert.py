@@ -38,13 +38,13 @@ def convert(
     as_json: bool = JsonFlag,
 ) -> None:
     """Convert a model for a target, verify it against PyTorch, and write a bundle."""
-    from edge_isp.converters.pipeline import DEFAULT_MODEL, ConvertOptions
+    from edge_isp.converters.pipeline import ConvertOptions
     from edge_isp.converters.pipeline import convert as run_convert
 
     if io_dtype not in (None, "int8", "uint8"):
         raise InputError(f"--io-dtype {io_dtype!r} is not int8 or uint8")
     opts = ConvertOptions(
-        model=model or DEFAULT_MODEL, target=target, model_options=parse_options(option), weights=weights,
+        model=model, target=target, model_options=parse_options(option), weights=weights,
         input_size=parse_hw(input_size, "--input-size"), calib_dir=calib, calib_samples=calib_samples,
         verify_samples=verify_samples, seed=seed, min_psnr_db=min_psnr, keep_float=tuple(keep_float),
         per_channel=not per_tensor, io_dtype=io_dtype, nncf_preset=nncf_preset, layer_report=layer_report,
@@ -56,7 +56,7 @@ def convert(
         print_json(result.manifest)
         return
     with err.status("converting") as status:
-        result = run_convert(opts, progress=lambda s: status.update(f"[bold]{opts.model} -> {opts.target}[/]: {s}"))
+        result = run_convert(opts, progress=lambda s: status.update(f"[bold]{opts.model or 'default model'} -> {opts.target}[/]: {s}"))
     m = result.manifest
     table = Table(title=f"{m['model']['name']} -> {m['target']['name']}")
     for col in ("target", "artifact", "size", "PSNR vs PyTorch", "max abs err", "time", "peak RSS"):

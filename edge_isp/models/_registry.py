@@ -5,12 +5,11 @@ Importing this module is cheap (no torch); builders import torch when they run.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_isp.errors import UnknownNameError
+from edge_isp._names import lookup
 
 
 @dataclass(frozen=True)
@@ -71,14 +70,7 @@ def list_models() -> list[str]:
 
 def model_info(name: str) -> ModelInfo:
     _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownNameError(
-            f"unknown model {name!r}.{hint} Run 'edge-isp models' to list the registered models."
-        ) from None
+    return lookup(_REGISTRY, name, "model", "Run 'edge-isp models' to list the registered models.")
 
 
 def create(name: str, *, seed: int | None = 0, **options: Any) -> Any:
