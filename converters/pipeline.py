@@ -208,8 +208,8 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     from edge_isp.models import count_params, create, model_info
     from edge_isp.models.weights import load_weights, weights_sha256
 
-    opts = with_default_model(opts)
     target = get_target(opts.target)
+    opts = with_default_model(opts)
     info = model_info(opts.model)
     fit = FitOptions.parse(opts.fit)
     mosaic_hw = resolve_input_size(opts.model, opts.input_size)

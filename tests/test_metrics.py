@@ -1,13 +1,12 @@
 """Image-quality metrics against trusted implementations, torch vs numpy, gradients, errors.
 
 References: scikit-image (PSNR, SSIM), pytorch_msssim (MS-SSIM) and, when
-EDGE_ISP_SLOW_TESTS=1 and TensorFlow is installed, tf.image.ssim_multiscale (the
+TensorFlow is installed (a slow test), tf.image.ssim_multiscale (the
 reference evaluation's MS-SSIM, which also fixes the odd-size downsampling).
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -246,9 +245,7 @@ def test_odd_sides_repeat_last_row_and_column_before_pooling() -> None:
     np.testing.assert_array_equal(pooled_torch.numpy().transpose(0, 2, 3, 1), expected)
 
 
-@pytest.mark.skipif(
-    os.environ.get("EDGE_ISP_SLOW_TESTS") != "1", reason="set EDGE_ISP_SLOW_TESTS=1 (imports TF)"
-)
+@pytest.mark.slow  # imports TensorFlow (~5 s)
 def test_ms_ssim_matches_tensorflow_on_odd_sizes() -> None:
     tf = pytest.importorskip("tensorflow")
     for shape in [(163, 171), (200, 201)]:
