@@ -111,6 +111,7 @@ def export_weights(checkpoint: Path, target: Path) -> Path:
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     with atomic_path(Path(target)) as tmp:
         torch.save(half, tmp)
+        tmp.chmod(0o644)  # package data: readable by everyone (mkstemp makes it 0600)
     return Path(target)
 
 

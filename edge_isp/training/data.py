@@ -6,7 +6,8 @@ seed and ``step`` (so a resumed run sees the same batches as an uninterrupted on
 
 Specs (CLI ``--data``):
 
-- ``synthetic``: unprocessed packaged photos (:mod:`edge_isp.training.synthetic`).
+- ``synthetic`` (or ``synthetic:PROFILE``, profiles ``colour`` = default, ``v1``): unprocessed
+  packaged photos (:mod:`edge_isp.training.synthetic`).
 - ``zurich:PATH``: the Zurich RAW-to-RGB layout (``train/huawei_raw``, ``train/canon``).
 - ``ultraisp:PATH``: the MAI 2021 / UltraISP layout (``train/mediatek_raw``, ``train/fujifilm``).
 - ``pairs:PATH`` (or just ``PATH``): a user folder ``raw/<name>.<raw ext>`` + ``rgb/<name>.png|jpg``,
@@ -49,16 +50,18 @@ class SyntheticSource:
     val_max_side: int | None = None
     multiple: int = 16
     photos: Sequence[str] | None = None
+    profile: str = "colour"
     description: str = field(init=False)
 
     def __post_init__(self) -> None:
-        from edge_isp.training.synthetic import HELD_OUT, TRAIN_PHOTOS, SyntheticPairs
+        from edge_isp.training.synthetic import HELD_OUT, synthetic_pairs
 
-        self._pairs = SyntheticPairs(photos=tuple(self.photos or TRAIN_PHOTOS), crop=self.crop,
-                                     batch_size=self.batch_size, seed=self.seed)
+        extra = {"photos": tuple(self.photos)} if self.photos else {}
+        self._pairs = synthetic_pairs(self.profile, crop=self.crop, batch_size=self.batch_size,
+                                      seed=self.seed, **extra)
         self.description = (
-            f"synthetic unprocessed pairs from {len(self._pairs.photos)} packaged photos "
-            f"(held out: {', '.join(HELD_OUT)})"
+            f"synthetic unprocessed pairs ({self.profile} profile) from {len(self._pairs.photos)} "
+            f"packaged photos (held out: {', '.join(HELD_OUT)})"
         )
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,9 +194,12 @@ def make_source(spec: str, *, batch_size: int, crop: int, seed: int, level: int 
                 val_size: int | None = None) -> BatchSource:
     """Build the data source named by ``spec`` (see the module docstring)."""
     kind, _, path = spec.partition(":")
-    if spec == "synthetic":
+    if kind == "synthetic":
+        # 'synthetic' = the default profile; 'synthetic:v1' / 'synthetic:colour' name one.
+        from edge_isp.training.synthetic import DEFAULT_PROFILE
+
         return SyntheticSource(batch_size=batch_size, crop=crop, seed=seed, val_draws=val_draws,
-                               multiple=multiple, val_max_side=val_size)
+                               multiple=multiple, val_max_side=val_size, profile=path or DEFAULT_PROFILE)
     if not path:
         kind, path = "pairs", spec
     if kind in ("zurich", "ultraisp"):

@@ -199,12 +199,12 @@ def _resize(img: np.ndarray, scale: float) -> np.ndarray:
     return out[0].permute(1, 2, 0).clamp(0, 1).numpy().astype(np.float32)
 
 
-def _jitter_colour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _jitter_colour(img: np.ndarray, rng: np.random.Generator, max_angle: float = 0.5) -> np.ndarray:
     """Random saturation and chroma rotation (hue), keeping luminance: more colour variety."""
     w = np.array([0.299, 0.587, 0.114], np.float32)
     y = img @ w
     chroma = img - y[..., None]
-    angle = rng.uniform(-0.5, 0.5)
+    angle = rng.uniform(-max_angle, max_angle)
     # Rotate the chroma vector about the grey axis (Rodrigues with unit axis (1,1,1)/sqrt3).
     k = np.ones(3, np.float32) / np.sqrt(3.0)
     kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]], np.float32)
@@ -227,6 +227,7 @@ class SyntheticPairs:
     seed: int = 0
     grey_probability: float = 0.2
     colour_jitter_probability: float = 0.5
+    hue_range: float = 0.5  # radians of random chroma rotation (pi = any hue)
     config: UnprocessConfig = field(default_factory=UnprocessConfig)
 
     def __post_init__(self) -> None:
@@ -260,7 +261,7 @@ class SyntheticPairs:
             patch = patch[:, ::-1]
         patch = np.ascontiguousarray(patch)
         if not use_grey and rng.random() < self.colour_jitter_probability:
-            patch = _jitter_colour(patch, rng)
+            patch = _jitter_colour(patch, rng, self.hue_range)
         params = sample_params(rng, self.config)
         raw = unprocess(patch, params, rng, bits=self.config.bits)
         return raw, patch.transpose(2, 0, 1).copy()
@@ -269,6 +270,40 @@ class SyntheticPairs:
         rng = np.random.default_rng([self.seed, step])
         pairs = [self.sample(rng) for _ in range(self.batch_size)]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+# Named settings of SyntheticPairs. 'v1' is the first profile (kept so the shipped model's
+# first two training runs reproduce); 'colour' fixes what its pictures showed: greens and
+# magentas came out grey because the grey photos include a grass texture (grass -> grey)
+# and the packaged colour photos have few greens, and real sensors are more desaturated
+# than v1's cameras. It uses no grass, fewer grey photos, any hue, stronger desaturation.
+SYNTHETIC_PROFILES: dict[str, dict[str, Any]] = {
+    "v1": {},
+    "colour": {
+        "photos": tuple(p for p in TRAIN_PHOTOS if p != "grass"),
+        "grey_probability": 0.05,
+        "colour_jitter_probability": 0.7,
+        "hue_range": float(np.pi),
+        "config": UnprocessConfig(desaturation=(0.25, 0.6)),
+    },
+    # 'colour' plus brighter exposures, so that clipped highlights (all channels at the
+    # white level) are common and learnt as white, not as the WB gains' magenta.
+    "colour-hl": {
+        "photos": tuple(p for p in TRAIN_PHOTOS if p != "grass"),
+        "grey_probability": 0.05,
+        "colour_jitter_probability": 0.7,
+        "hue_range": float(np.pi),
+        "config": UnprocessConfig(desaturation=(0.25, 0.6), exposure_ev=(-1.5, 1.2)),
+    },
+}
+DEFAULT_PROFILE = "colour-hl"
+
+
+def synthetic_pairs(profile: str = DEFAULT_PROFILE, **kwargs: Any) -> SyntheticPairs:
+    """SyntheticPairs with a named profile's settings (``kwargs`` win)."""
+    if profile not in SYNTHETIC_PROFILES:
+        raise InputError(f"unknown synthetic profile {profile!r}; use {', '.join(SYNTHETIC_PROFILES)}")
+    return SyntheticPairs(**{**SYNTHETIC_PROFILES[profile], **kwargs})
 
 
 @dataclass(frozen=True)

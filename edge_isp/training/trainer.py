@@ -64,6 +64,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     max_minutes: float | None = None
+    stop_after: int | None = None  # stop (resumably) once this many total steps are done
     vgg_weights: str | None = None
     teacher: str | None = None  # registry name of the distillation teacher
     teacher_weights: str | None = None
@@ -85,7 +86,7 @@ class TrainResult:
     best_ssim: float | None
     last_loss: float | None
     elapsed_s: float
-    stopped_reason: str  # "done", "time-limit", "interrupted"
+    stopped_reason: str  # "done", "time-limit", "stop-after", "interrupted"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -356,6 +357,9 @@ class Trainer:
                     if cfg.max_minutes is not None and elapsed_min >= cfg.max_minutes:
                         result_reason = "time-limit"
                         raise _StopRequested
+                    if cfg.stop_after is not None and global_step >= cfg.stop_after:
+                        result_reason = "stop-after"
+                        raise _StopRequested
                     cur_lr = _lr_at(stage, step, stage.steps, lr) * plateau.scale
                     for group in optimizer.param_groups:
                         group["lr"] = cur_lr
@@ -425,6 +429,7 @@ class Trainer:
             except KeyboardInterrupt:
                 checkpoint("interrupted")
                 self.progress({"event": "interrupted", "stage": si, "step": step})
+                best = stage_best if si == len(self.stages) - 1 else best
                 return self._finish(global_step, False, best, last_loss, t0, elapsed_before, "interrupted")
             except _StopRequested:
                 checkpoint("time-limit")
