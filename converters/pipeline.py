@@ -211,7 +211,7 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     target = get_target(opts.target)
     opts = with_default_model(opts)
     info = model_info(opts.model)
-    fit = FitOptions.parse(opts.fit)
+    fit = FitOptions.parse({**target.fit, **opts.fit})
     mosaic_hw = resolve_input_size(opts.model, opts.input_size)
     packed_hw = (mosaic_hw[0] // 2, mosaic_hw[1] // 2)
     if opts.calib_samples < 1 or opts.verify_samples < 1:

@@ -27,7 +27,9 @@ class Target:
     delegate: str = "cpu"
     # Default minimum Android API level the support check assumes.
     default_api_level: int | None = None
-    options: dict[str, object] = field(default_factory=dict)
+    # Exact graph rewrites applied by default for this accelerator (converters/fit.py);
+    # recorded in every manifest, overridable with --fit key=value.
+    fit: dict[str, object] = field(default_factory=dict)
 
     @property
     def quantized(self) -> bool:
@@ -38,6 +40,12 @@ class Target:
 # INT8 >= 40 dB; defaults sit a little below so a healthy model passes with margin and
 # a broken conversion (layout error ~40 dB for FP32, InstanceNorm-in-INT8 ~30 dB) fails.
 MIN_PSNR_DB = {"fp32": 90.0, "fp16": 55.0, "int8": 30.0}
+
+# PixelShuffle as DEPTH_TO_SPACE (not a 6-D TRANSPOSE) and no all-zero MIRROR_PADs: both
+# exact, both needed for NNAPI and the GPU delegate to take the ISP models whole.
+DELEGATE_FIT = {"pixel_shuffle": "dcr", "drop_noop_pads": True}
+# Quantised SPLIT needs NNAPI API 30; STRIDED_SLICE runs from API 28.
+NNAPI_INT8_FIT = {**DELEGATE_FIT, "split_as_slice": True}
 
 _TARGETS: dict[str, Target] = {}
 
@@ -55,17 +63,17 @@ _add(Target("cpu-int8", "tflite", "int8", "litert", "xnnpack",
             min_psnr_db=MIN_PSNR_DB["int8"]))
 _add(Target("gpu-fp16", "tflite", "fp16", "litert", "gpu",
             "TFLite with FP16 weights for the GPU delegate", delegate="gpu",
-            min_psnr_db=MIN_PSNR_DB["fp16"]))
+            min_psnr_db=MIN_PSNR_DB["fp16"], fit=DELEGATE_FIT))
 _add(Target("nnapi-fp16", "tflite", "fp16", "litert", "nnapi",
             "TFLite with FP16 weights for NNAPI (fp16-relaxed accelerators)", delegate="nnapi",
-            min_psnr_db=MIN_PSNR_DB["fp16"], default_api_level=29))
+            min_psnr_db=MIN_PSNR_DB["fp16"], default_api_level=29, fit=DELEGATE_FIT))
 _add(Target("nnapi-int8", "tflite", "int8", "litert", "nnapi",
             "TFLite full-integer INT8 for NNAPI NPUs/DSPs", io_dtype="int8", delegate="nnapi",
-            min_psnr_db=MIN_PSNR_DB["int8"], default_api_level=30))
+            min_psnr_db=MIN_PSNR_DB["int8"], default_api_level=30, fit=NNAPI_INT8_FIT))
 _add(Target("nnapi-uint8", "tflite", "int8", "litert", "nnapi",
             "TFLite full-integer with uint8 I/O for NNAPI drivers below feature level 4",
             io_dtype="uint8", delegate="nnapi", min_psnr_db=MIN_PSNR_DB["int8"],
-            default_api_level=29))
+            default_api_level=29, fit=NNAPI_INT8_FIT))
 _add(Target("openvino-fp32", "openvino", "fp32", "openvino", "openvino-cpu",
             "OpenVINO IR FP32 (CPU, f32 inference precision)", min_psnr_db=MIN_PSNR_DB["fp32"]))
 _add(Target("openvino-fp16", "openvino", "fp16", "openvino", "openvino-cpu",

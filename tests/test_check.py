@@ -440,7 +440,9 @@ def converted(tmp_path_factory):
 
     def get(name: str):
         if name not in cache:
-            kw: dict = {"model": "pynet-v2-mobile", "target": "gpu-fp16"}
+            # gpu-fp16 applies its fit rewrites by default; "gpu-default" turns them off.
+            kw: dict = {"model": "pynet-v2-mobile", "target": "gpu-fp16",
+                        "fit": {"pixel_shuffle": "crd", "drop_noop_pads": False}}
             if name == "gpu-fit":
                 kw["fit"] = {"pixel_shuffle": "dcr", "drop_noop_pads": True}
             elif name == "int8-fit":

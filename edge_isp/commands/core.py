@@ -67,8 +67,9 @@ def targets(as_json: bool = JsonFlag) -> None:
         print_json(rows)
         return
     table = Table(title="edge-isp targets")
-    for col in ("target", "format", "precision", "I/O", "runtime", "support table", "min PSNR dB"):
-        table.add_column(col)
+    for col in ("target", "format", "precision", "I/O", "runtime", "support table", "min PSNR dB", "default fit"):
+        table.add_column(col, no_wrap=col == "target")
     for t in list_targets():
-        table.add_row(t.name, t.format, t.precision, t.io_dtype, t.runtime, t.support_table, f"{t.min_psnr_db:g}")
+        fit = ", ".join(f"{k}={v}" for k, v in t.fit.items()) or "-"
+        table.add_row(t.name, t.format, t.precision, t.io_dtype, t.runtime, t.support_table, f"{t.min_psnr_db:g}", fit)
     out.print(table)
