@@ -756,6 +756,13 @@ def check_bundle(path: Path, target: str | None = None, api_level: int | str | N
         raise InputError(f"{path} is a bare model file: say which target to check it for with --target "
                          "(e.g. --target nnapi-int8)")
     tgt = get_target(target_name)
+    if tgt.format == "vela" and fmt in ("vela", "tflite"):
+        # Ethos-U: the vendor compiler decides, not a static table (converters/vela.py).
+        from edge_isp.converters import vela
+
+        if _manifest is not None and _manifest.get("npu") and _manifest["target"].get("name") == tgt.name:
+            return vela.vela_report(_manifest["npu"], tgt.name, str(model_file))
+        return vela.check_with_vela(model_file, tgt.name)[0]
     if tgt.format != fmt:
         raise InputError(f"target {tgt.name} is for {tgt.format} models but {model_file.name} is {fmt}; "
                          "pick a target of that format")

@@ -87,6 +87,9 @@ class _Built:
     quantization: dict[str, Any] = field(default_factory=dict)
     layer_errors: list[dict[str, Any]] = field(default_factory=list)
     runtime_options: dict[str, Any] = field(default_factory=dict)
+    # Vendor-compiler formats (vela): the compiler's own placement report and manifest section.
+    support: Any = None
+    npu: dict[str, Any] | None = None
 
 
 @dataclass
@@ -144,12 +147,28 @@ def _build_openvino(ctx: _Context) -> _Built:
                   runtime_options={"precision_hint": "f32"})
 
 
+def _build_vela(ctx: _Context) -> _Built:
+    """The INT8 TFLite exactly as for cpu-int8 (verified on the host), then compiled by Vela."""
+    from edge_isp.converters import vela
+
+    built = _build_tflite(ctx)
+    result = vela.compile_vela(built.main, str(ctx.target.accelerator_config), ctx.work / "vela")
+    vela_file = ctx.work / "model_vela.tflite"
+    shutil.copy2(result.vela_tflite, vela_file)
+    result.vela_tflite = vela_file
+    report = vela.vela_report(result, ctx.target.name, "model.tflite")
+    npu = {**result.to_dict(), "verified_artifact": "model.tflite",
+           "placement_summary": report.summary_line()}
+    return dataclasses.replace(built, extra=[*built.extra, vela_file], support=report, npu=npu)
+
+
 FORMAT_BUILDERS: dict[str, Callable[[_Context], _Built]] = {
     "onnx": _build_onnx,
     "tflite": _build_tflite,
     "openvino": _build_openvino,
+    "vela": _build_vela,
 }
-_ARTIFACT_NAMES = {"onnx": "model.onnx", "tflite": "model.tflite", "openvino": "model.xml"}
+_ARTIFACT_NAMES = {"onnx": "model.onnx", "tflite": "model.tflite", "openvino": "model.xml", "vela": "model.tflite"}
 
 
 def resolve_input_size(model: str, input_size: tuple[int, int] | None) -> tuple[int, int]:
@@ -260,12 +279,12 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
         verification = compare_outputs(reference, output, threshold, target.runtime)
         done()
         require_passed(verification, f"the {target.name} artifact", hint=_layout_hint(
-            exported.path, mosaic_hw, 2 * info.input_multiple) if target.format == "tflite" else "")
+            exported.path, mosaic_hw, 2 * info.input_multiple) if target.format in ("tflite", "vela") else "")
 
         done = stage("check")
         from edge_isp.converters.check import check_artifact, require_delegation
 
-        support = check_artifact(built.main, target.name)
+        support = built.support if built.support is not None else check_artifact(built.main, target.name)
         if opts.require_full_delegation:
             require_delegation(support, "full")  # raises before anything is written
         done()
@@ -293,6 +312,7 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
             "onnx": {"opset": exported.opset, "op_types": exported.op_types},
             "fit": fit.to_dict(),
             "support_check": support.to_dict(include_ops=False),
+            **({"npu": built.npu} if built.npu is not None else {}),
             "quantization": built.quantization,
             "layer_errors": built.layer_errors,
             "calibration": calib.description if target.quantized else None,

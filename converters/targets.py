@@ -14,7 +14,7 @@ from edge_isp._names import lookup
 @dataclass(frozen=True)
 class Target:
     name: str
-    format: str              # "onnx" | "tflite" | "openvino"
+    format: str              # "onnx" | "tflite" | "openvino" | "vela" (INT8 TFLite + Vela output)
     precision: str           # "fp32" | "fp16" | "int8"
     runtime: str             # runner that executes it on the host (edge_isp.runtimes)
     support_table: str       # op-support table the checker uses (profiles/ops/*.toml)
@@ -30,6 +30,8 @@ class Target:
     # Exact graph rewrites applied by default for this accelerator (converters/fit.py);
     # recorded in every manifest, overridable with --fit key=value.
     fit: dict[str, object] = field(default_factory=dict)
+    # Vendor compiler configuration (format "vela": Vela's --accelerator-config).
+    accelerator_config: str | None = None
 
     @property
     def quantized(self) -> bool:
@@ -80,6 +82,22 @@ _add(Target("openvino-fp16", "openvino", "fp16", "openvino", "openvino-cpu",
             "OpenVINO IR with FP16 weights", min_psnr_db=MIN_PSNR_DB["fp16"]))
 _add(Target("openvino-int8", "openvino", "int8", "openvino", "openvino-cpu",
             "OpenVINO IR quantised with NNCF", min_psnr_db=MIN_PSNR_DB["int8"]))
+
+
+# Arm Ethos-U through Vela (edge-isp toolchain install vela). The bundle's model.tflite is the
+# plain INT8 TFLite (verified on the host with LiteRT: the NPU runs the same integer
+# arithmetic), model_vela.tflite is Vela's output; placement comes from Vela itself.
+# Fit: Vela has no DEPTH_TO_SPACE on any Ethos-U, and on U55/U65 the 6-D pixel-shuffle
+# TRANSPOSE falls back too (U85 takes it), so "dcr" would not help: both leave one op on the
+# CPU. drop_noop_pads is exact and removes pads Vela would otherwise run.
+ETHOS_U_FIT = {"pixel_shuffle": "crd", "drop_noop_pads": True}
+for _name, _config, _board in (("ethos-u55-int8", "ethos-u55-128", "Alif / Corstone-300"),
+                               ("ethos-u65-int8", "ethos-u65-256", "i.MX 93"),
+                               ("ethos-u85-int8", "ethos-u85-256", "Corstone-320")):
+    _add(Target(_name, "vela", "int8", "litert", "ethos-u",
+                f"INT8 TFLite compiled with Arm Vela for {_config} ({_board}); bundle has both files",
+                io_dtype="int8", min_psnr_db=MIN_PSNR_DB["int8"], delegate="ethos-u", fit=ETHOS_U_FIT,
+                accelerator_config=_config))
 
 
 def list_targets() -> list[Target]:

@@ -14,7 +14,7 @@ import typer
 from edge_isp.commands._common import err
 from edge_isp.errors import EdgeIspError
 
-COMMAND_MODULES = ("core", "raw", "convert", "check", "process", "bench", "results", "gate", "train", "eval", "devices", "profile")
+COMMAND_MODULES = ("core", "raw", "convert", "check", "process", "bench", "results", "gate", "train", "eval", "devices", "profile", "toolchain")
 
 app = typer.Typer(
     help="edge-isp: learned ISP networks from PyTorch to phones and boards, verified at every step.",

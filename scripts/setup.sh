@@ -13,6 +13,9 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch==2.13.0 (pinned in pyproject) resolves to the CPU build; see README.
 .venv/bin/python -m pip install --quiet -e ".[all]"
+# Vendor NPU compilers pin conflicting packages: each gets its own small environment
+# (~/.cache/edge-isp/toolchains). Vela (Arm Ethos-U) is 12 s and ~100 MB.
+.venv/bin/edge-isp toolchain install vela
 echo "edge-isp installed in .venv ($(du -sh .venv | cut -f1))"
 if [ "${1:-}" != "--no-run" ]; then
   .venv/bin/edge-isp models

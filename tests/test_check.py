@@ -50,7 +50,8 @@ def test_builtin_tables_load_and_cover_every_support_table_of_the_targets():
 
     names = {t.name for t in validate_all()}
     assert {"nnapi", "gpu", "xnnpack", "openvino-cpu", "onnxruntime-cpu"} <= names
-    assert {t.support_table for t in list_targets()} <= names
+    # Vela targets have no static table: the vendor compiler is the oracle.
+    assert {t.support_table for t in list_targets() if t.format != "vela"} <= names
     assert set(support.CHECKS) == set(CHECK_FUNCTIONS)
 
 
