@@ -32,7 +32,7 @@ from edge_isp.converters.support import (
     parse_level,
 )
 from edge_isp.converters.tflite_reader import OperatorInfo, TensorInfo, TfliteModel, read_tflite
-from edge_isp.errors import EdgeIspError, InputError, UnknownNameError
+from edge_isp.errors import EdgeIspError, InputError
 
 VERDICTS = ("full", "partial", "none")
 REQUIRE_LEVELS = ("full", "partial", "any")

@@ -25,7 +25,6 @@ from edge_isp.devices.errors import (
 from edge_isp.devices.transport import (
     CommandResult,
     Progress,
-    RemoteStat,
     Transport,
     normalize_newlines,
     quote,
@@ -160,13 +159,6 @@ class AdbClientTransport(Transport):
         self._gone(res, f"pulling {remote}")
         if res.returncode != 0:
             raise DeviceDisconnectedError(f"adb pull {remote} failed: {(res.stderr or res.stdout).strip()}", stage="pull")
-
-    def stat(self, remote: str) -> RemoteStat | None:
-        res = self.run(f"stat -c '%f %s %Y' {quote(remote)} 2>/dev/null")
-        parts = res.stdout.split()
-        if not res.ok or len(parts) != 3:
-            return None
-        return RemoteStat(int(parts[0], 16), int(parts[1]), int(parts[2]))
 
     def forward(self, local: str, remote: str) -> None:
         res = self._adb(["forward", local, remote], timeout=15)

@@ -247,7 +247,7 @@ class Harness:
                                      "it; use --runner python on a board with OpenVINO")
         if runtime_name.startswith("python") and target.delegate in ("nnapi", "gpu"):
             warnings.append(f"the Python runner has no {target.delegate} delegate: {bundle.target} ran on the CPU")
-        sha = manifest.get("artifact", {}).get("sha256") or _sha256(bundle.model_file)
+        sha = manifest.get("artifact", {}).get("sha256") or file_sha256(bundle.model_file)
         remote_dir = f"{self.workdir}/models/{sha[:12]}"        # content-addressed: pushed once
         remote_model = f"{remote_dir}/{bundle.model_file.name}"
         self.t.check(f"mkdir -p {quote(remote_dir)}")

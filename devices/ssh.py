@@ -20,7 +20,7 @@ from edge_isp.devices.errors import (
     DeviceTimeoutError,
     TransportUnavailableError,
 )
-from edge_isp.devices.transport import CommandResult, Progress, RemoteStat, Transport, normalize_newlines, quote
+from edge_isp.devices.transport import CommandResult, Progress, Transport, normalize_newlines, quote
 
 _CHUNK = 1 << 20
 
@@ -125,13 +125,6 @@ class SshTransport(Transport):
             raise DeviceDisconnectedError(f"pull of {self.serial}:{remote} failed: "
                                           f"{res.stderr.decode('utf-8', 'replace').strip()}", stage="pull")
         Path(local).write_bytes(res.stdout)
-
-    def stat(self, remote: str) -> RemoteStat | None:
-        res = self.run(f"stat -c '%f %s %Y' {quote(remote)} 2>/dev/null")
-        parts = res.stdout.split()
-        if not res.ok or len(parts) != 3:
-            return None
-        return RemoteStat(int(parts[0], 16), int(parts[1]), int(parts[2]))
 
     def close(self) -> None:
         subprocess.run(self._base[:-1] + ["-O", "exit", self._base[-1]], capture_output=True, timeout=10)

@@ -127,9 +127,13 @@ class Transport(abc.ABC):
     def pull(self, remote: str, local: Path) -> None:
         """Copy a device file to ``local``."""
 
-    @abc.abstractmethod
     def stat(self, remote: str) -> RemoteStat | None:
-        """File mode, size and mtime, or None when the path does not exist."""
+        """Mode, size and mtime of ``remote`` (None if absent), via the device's own ``stat``."""
+        res = self.run(f"stat -c '%f %s %Y' {quote(remote)} 2>/dev/null")
+        parts = res.stdout.split()
+        if not res.ok or len(parts) != 3:
+            return None
+        return RemoteStat(int(parts[0], 16), int(parts[1]), int(parts[2]))
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release the connection."""
