@@ -14,14 +14,13 @@ Only the standard library and the toolchain's own packages are used here.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
-REQUEST = "edge-isp/toolchain-request@1"
-RESPONSE = "edge-isp/toolchain-response@1"
+# A sibling file, importable because this script's folder is first on sys.path.
+from toolchain_worker_protocol import serve  # noqa: E402
 
 
 def _version() -> str:
@@ -53,22 +52,7 @@ def _compile(req: dict) -> dict:
 
 
 def main() -> int:
-    try:
-        req = json.loads(sys.stdin.read())
-        if req.get("schema") != REQUEST:
-            raise ValueError(f"request schema {req.get('schema')!r}, expected {REQUEST!r}")
-        op = req.get("op")
-        if op == "version":
-            resp = {"ok": True, "version": _version()}
-        elif op == "compile":
-            resp = _compile(req)
-        else:
-            raise ValueError(f"unknown op {op!r} (version | compile)")
-    except Exception as exc:  # noqa: BLE001 - everything becomes an error response
-        resp = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    resp.setdefault("error", None)
-    sys.stdout.write(json.dumps({"schema": RESPONSE, **resp}))
-    return 0
+    return serve({"version": lambda req: {"ok": True, "version": _version()}, "compile": _compile})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,12 @@ class Toolchain:
     package: str                    # distribution whose version is reported
     worker: str                     # file in the edge_isp package run by the env's python
     summary: str
+    # Further pip argument lists run in order after ``requirements`` (e.g. a ``--no-deps``
+    # install of a package whose own pins would drag in a CUDA torch).
+    steps: tuple[tuple[str, ...], ...] = ()
+    # Optional add-ons installed on request (``--addon NAME``): name -> pip arguments, e.g.
+    # a vendor SDK shim that downloads the vendor's compiler.
+    addons: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,31 @@ def _add(t: Toolchain) -> None:
 
 _add(Toolchain("vela", ("ethos-u-vela==5.2.0",), "ethos-u-vela", "toolchain_vela_worker.py",
                "Arm Vela compiler for Ethos-U55/U65/U85 NPUs (ethos-u-vela)"))
+
+# rknn-toolkit2 pins torch<=2.4.0 (a multi-GB CUDA download): its real requirements are
+# installed first with the local CPU torch, then the toolkit itself with --no-deps. It
+# imports pkg_resources (setuptools<81); opencv headless provides the same cv2 without libGL.
+_add(Toolchain("rknn", ("torch==2.13.0", "numpy==1.26.4", "onnx==1.18.0", "protobuf==4.25.4",
+                        "onnxruntime==1.26.0", "scipy==1.17.1", "opencv-python-headless==4.11.0.86",
+                        "psutil==7.2.2", "ruamel.yaml==0.19.1", "tqdm==4.70.1", "fast-histogram==0.14",
+                        "setuptools<81"),
+               "rknn-toolkit2", "toolchain_rknn_worker.py",
+               "Rockchip rknn-toolkit2 for RK3588/RK3576/RK3566/RV1106 NPUs (compiler + host simulator)",
+               steps=(("--no-deps", "rknn-toolkit2==2.5.0"),)))
+
+# LiteRT NPU ahead-of-time compilation: ai-edge-litert ships apply_plugin_main and the vendor
+# compiler plugins; the Intel plugin links libopenvino.so.2631, hence openvino==2026.3.1.
+# The vendor compilers themselves are not on PyPI: each add-on is a shim whose build step
+# downloads the vendor SDK (fails offline; some fail silently), so it is never cached by pip
+# and always rebuilt.
+_LITERT_SDK = ("--no-cache-dir", "--force-reinstall", "--no-deps")
+_add(Toolchain("litert-aot", ("ai-edge-litert==2.3.0", "openvino==2026.3.1"), "ai-edge-litert",
+               "toolchain_litert_aot_worker.py",
+               "LiteRT NPU AOT compiler plugins for Intel, Qualcomm, MediaTek, Google Tensor NPUs (ai-edge-litert)",
+               addons={"intel": (*_LITERT_SDK, "ai-edge-litert-sdk-intel==2.3.0"),
+                       "qualcomm": (*_LITERT_SDK, "ai-edge-litert-sdk-qualcomm==2.3.0"),
+                       "mediatek": (*_LITERT_SDK, "ai-edge-litert-sdk-mediatek==2.3.0"),
+                       "google-tensor": (*_LITERT_SDK, "ai-edge-litert-sdk-google-tensor==2.3.0")}))
 
 
 def get_toolchain(name: str) -> Toolchain:
@@ -104,19 +135,30 @@ def list_toolchains() -> list[ToolchainStatus]:
     return [status(n) for n in sorted(_TOOLCHAINS)]
 
 
-def install(name: str, force: bool = False, timeout: float = INSTALL_TIMEOUT_S) -> ToolchainStatus:
-    """Create the toolchain's venv and pip-install its pinned requirements (atomic: all or nothing)."""
+def install(name: str, force: bool = False, timeout: float = INSTALL_TIMEOUT_S,
+            addons: tuple[str, ...] = ()) -> ToolchainStatus:
+    """Create the toolchain's venv and pip-install its pinned requirements (atomic: all or nothing).
+
+    ``addons`` (names from the toolchain's ``addons``) are installed into the existing env
+    (creating it first when needed); a failed add-on leaves the env as it was.
+    """
     tc = get_toolchain(name)
     env = env_path(name)
+    for addon in addons:
+        if addon not in tc.addons:
+            known = ", ".join(sorted(tc.addons)) or "none"
+            raise ToolchainError(f"the {name} toolchain has no add-on {addon!r} (known: {known})")
     if status(name).installed and not force:
+        _install_addons(tc, env, addons, timeout)
         return status(name)
     env.parent.mkdir(parents=True, exist_ok=True)
     tmp = env.with_name(env.name + ".installing")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         _checked([sys.executable, "-m", "venv", str(tmp)], timeout, f"creating the venv for {name}")
-        _checked([str(_python(tmp)), "-m", "pip", "install", "--disable-pip-version-check", "-q", *tc.requirements],
-                 timeout, f"pip install {' '.join(tc.requirements)}")
+        for args in (tc.requirements, *tc.steps):
+            _checked([str(_python(tmp)), "-m", "pip", "install", "--disable-pip-version-check", "-q", *args],
+                     timeout, f"pip install {' '.join(args)}")
         (tmp / MARKER).write_text(json.dumps({"name": tc.name, "requirements": list(tc.requirements)}))
         # Ask the env itself (the worker) for the version it really has.
         version = _call(_python(tmp), tc, {"op": "version"}, 120.0)["version"]
@@ -126,7 +168,23 @@ def install(name: str, force: bool = False, timeout: float = INSTALL_TIMEOUT_S) 
         tmp.rename(env)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _install_addons(tc, env, addons, timeout)
     return status(name)
+
+
+def _install_addons(tc: Toolchain, env: Path, addons: tuple[str, ...], timeout: float) -> None:
+    marker = _marker(env) or {}
+    for addon in addons:
+        args = tc.addons[addon]
+        try:
+            _checked([str(_python(env)), "-m", "pip", "install", "--disable-pip-version-check", "-q", *args],
+                     timeout, f"installing add-on {addon} (pip install {' '.join(args)})")
+        except ToolchainError as exc:
+            raise ToolchainError(f"{exc}; vendor SDK add-ons download the vendor's SDK from the vendor's site "
+                                 "while installing, so that site must be reachable from this machine") from None
+        marker["addons"] = sorted({*marker.get("addons", []), addon})
+    if addons:
+        (env / MARKER).write_text(json.dumps(marker))
 
 
 def _checked(cmd: list[str], timeout: float, what: str) -> None:

@@ -16,3 +16,30 @@ def shared_raw() -> Path:
     if not SHARED_RAW.is_dir():
         pytest.fail(f"{SHARED_RAW} is missing: clone the project with ../shared beside it")
     return SHARED_RAW
+
+
+@pytest.fixture(scope="session")
+def toolchain_env(tmp_path_factory):
+    """``toolchain_env("rknn")`` -> the toolchain's env: the user's if installed, else installed
+    once into a session temp folder (where the installed ones stay visible through links)."""
+    import os
+
+    from edge_isp import toolchains
+
+    root: list[Path] = []
+
+    def get(name: str) -> Path:
+        st = toolchains.status(name)
+        if st.installed:
+            return st.path
+        if not root:
+            root.append(tmp_path_factory.mktemp("toolchains"))
+            for other in toolchains.list_toolchains():
+                if other.installed:
+                    (root[0] / other.name).symlink_to(other.path, target_is_directory=True)
+            os.environ["EDGE_ISP_TOOLCHAINS"] = str(root[0])
+        st = toolchains.install(name)
+        assert st.installed and st.version, st
+        return st.path
+
+    return get

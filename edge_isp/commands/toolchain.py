@@ -19,6 +19,7 @@ def toolchain(
     action: str = typer.Argument(..., help="list | install"),
     name: Optional[str] = typer.Argument(None, help="Toolchain to install (e.g. vela)."),
     force: bool = typer.Option(False, "--force", help="Reinstall even if it is installed."),
+    addon: list[str] = typer.Option([], "--addon", help="Optional add-on to install too (e.g. a vendor SDK; see 'toolchain list')."),
     as_json: bool = JsonFlag,
 ) -> None:
     """Vendor compilers in their own environments: 'toolchain list', 'toolchain install vela'."""
@@ -34,7 +35,7 @@ def toolchain(
                              "'edge-isp toolchain list' shows them")
         tc = toolchains.get_toolchain(name)
         err.print(f"installing {tc.name} ({', '.join(tc.requirements)}) into {toolchains.env_path(tc.name)} ...")
-        st = toolchains.install(tc.name, force=force)
+        st = toolchains.install(tc.name, force=force, addons=tuple(addon))
         if as_json:
             print_json(st.to_dict())
         else:
@@ -50,5 +51,7 @@ def toolchain(
     for col in ("name", "installed", "version", "path", "summary"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r.name, "yes" if r.installed else "no", r.version or "-", str(r.path), r.summary)
+        addons = toolchains.get_toolchain(r.name).addons
+        summary = r.summary + (f" (add-ons: {', '.join(sorted(addons))})" if addons else "")
+        table.add_row(r.name, "yes" if r.installed else "no", r.version or "-", str(r.path), summary)
     out.print(table)
