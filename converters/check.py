@@ -76,6 +76,13 @@ class OpResult:
     output: str = ""                                     # name of the first output tensor
     note: str | None = None
     limited: bool = False       # supported, but left on the CPU by the partition limit
+    # Vendor-compiler reports: what the static table says of the same op (None: not compared).
+    table_delegated: bool | None = None
+    table_reason: str | None = None
+
+    @property
+    def disagrees(self) -> bool:
+        return self.table_delegated is not None and self.table_delegated != self.delegated
 
     @property
     def location(self) -> str:
@@ -84,7 +91,9 @@ class OpResult:
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "op": self.op, "version": self.version, "delegated": self.delegated,
                 "reason": self.reason, "fit": self.fit, "partition": self.partition, "inputs": self.inputs,
-                "output": self.output, "note": self.note, "by_partition_limit": self.limited}
+                "output": self.output, "note": self.note, "by_partition_limit": self.limited,
+                **({"table_delegated": self.table_delegated, "table_reason": self.table_reason}
+                   if self.table_delegated is not None else {})}
 
 
 @dataclass
@@ -116,6 +125,8 @@ class CheckReport:
     notes: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     device: str | None = None
+    # Vendor-compiler reports compared with a static table (compare_with_table): its title.
+    compared_table: str | None = None
 
     # -- counts
     @property
@@ -169,6 +180,21 @@ class CheckReport:
             g["ops"].append(o.index)
         return list(groups.values())
 
+    def disagreements(self) -> list[dict[str, Any]]:
+        """Ops where the vendor compiler and the static table disagree, grouped by op and verdicts."""
+        groups: dict[tuple[str, bool, str], dict[str, Any]] = {}
+        for o in self.ops:
+            if not o.disagrees:
+                continue
+            key = (o.op, o.delegated, o.table_reason or "")
+            g = groups.setdefault(key, {
+                "op": o.op, "count": 0, "ops": [], "compiler": "accelerator" if o.delegated else "CPU",
+                "table": "accelerator" if o.table_delegated else "CPU", "compiler_reason": o.reason,
+                "table_reason": o.table_reason})
+            g["count"] += 1
+            g["ops"].append(o.index)
+        return list(groups.values())
+
     def summary_line(self) -> str:
         where = f"{self.table_title}"
         if self.level is not None:
@@ -183,6 +209,10 @@ class CheckReport:
             text += f"; refused: {tops}" + (" ..." if len(groups) > 5 else "")
         if self.limited:
             text += f"; {len(self.limited)} supported ops over the partition limit"
+        if self.compared_table:
+            n = sum(1 for o in self.ops if o.disagrees)
+            text += (f"; the static table ({self.compared_table}) disagrees on {n} op(s)" if n
+                     else f"; the static table ({self.compared_table}) agrees")
         return text
 
     def to_dict(self, include_ops: bool = True) -> dict[str, Any]:
@@ -200,6 +230,8 @@ class CheckReport:
             "over_partition_limit": {"ops": len(self.limited),
                                      "partitions": sum(1 for p in self.partitions if p.dropped)},
             **({"ops": [o.to_dict() for o in self.ops]} if include_ops else {}),
+            **({"compared_table": self.compared_table, "disagreements": self.disagreements()}
+               if self.compared_table else {}),
             "notes": list(self.notes), "sources": list(self.sources),
             "summary": self.summary_line(),
         }
@@ -226,6 +258,15 @@ class CheckReport:
         if self.limited:
             lines.append(f"  x {len(self.limited)} supported ops in {sum(1 for p in self.partitions if p.dropped)} "
                          f"partitions beyond the delegate's limit of {self.max_partitions} run on the CPU")
+        if self.compared_table:
+            lines.append(f"  compared with the static table {self.compared_table}:")
+            for g in self.disagreements()[:max_groups]:
+                idx = ", ".join(f"#{i}" for i in g["ops"][:6]) + (" ..." if len(g["ops"]) > 6 else "")
+                why = g["table_reason"] if g["table"] == "CPU" else g["compiler_reason"]
+                lines.append(f"  ! {g['op']} x{g['count']} ({idx}): compiler -> {g['compiler']}, "
+                             f"table -> {g['table']}" + (f" ({why})" if why else ""))
+            if not self.disagreements():
+                lines.append("    no disagreement: every op has the same placement in both")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -663,7 +704,8 @@ def check_tflite(model: TfliteModel, table: SupportTable, target: str, levels: L
 
 # ----------------------------------------------------------------------------- other formats
 
-def _check_all_ops_onnx(path: Path, table: SupportTable, target: str) -> CheckReport:
+def _check_onnx(path: Path, table: SupportTable, target: str) -> CheckReport:
+    """Each ONNX node against the table: every op ("all-ops") or the listed op types ("onnx-op-list")."""
     from edge_isp._deps import require
 
     onnx = require("onnx", "checking ONNX models")
@@ -671,11 +713,15 @@ def _check_all_ops_onnx(path: Path, table: SupportTable, target: str) -> CheckRe
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types
         raise InputError(f"{path} is not a readable ONNX model ({exc})") from exc
+    listed = table.kind == "onnx-op-list"
     results, nodes = [], []
     for i, node in enumerate(proto.graph.node):
-        results.append(OpResult(i, node.op_type, 1, True, output=node.output[0] if node.output else ""))
+        entry = table.ops.get(node.op_type)
+        ok = entry is not None or not listed
+        results.append(OpResult(i, node.op_type, 1, ok, None if ok else f"{node.op_type} is not in the {table.title} list",
+                                fit=entry.fit if entry else None, output=node.output[0] if node.output else ""))
         nodes.append((list(node.input), list(node.output)))
-    partitions = _apply_partitions(results, nodes, 0, "")
+    partitions = _apply_partitions(results, nodes, table.delegate.max_partitions, "")
     return CheckReport(str(path), "onnx", target, table.name, table.title, None, "-", None, 0, results, partitions,
                        notes=list(table.notes), sources=[table.source_text(table.delegate.source)])
 
@@ -747,8 +793,12 @@ def _resolve_artifact(path: Path, target: str | None) -> tuple[Path, str, str | 
 
 def check_bundle(path: Path, target: str | None = None, api_level: int | str | None = None,
                  accelerator: str | None = None, profiles_dir: Path | None = None, device: str | None = None,
-                 max_partitions: int | None = None) -> CheckReport:
-    """Check a bundle folder (target from its manifest) or a model file (``target`` required)."""
+                 max_partitions: int | None = None, platform: str | None = None) -> CheckReport:
+    """Check a bundle folder (target from its manifest) or a model file (``target`` required).
+
+    ``platform``: the SoC a vendor-compiler target compiles for (RKNN: rk3576, rv1106 ...;
+    LiteRT NPU: SM8650, MT6989 ...); a bundle's own report is reused when it matches.
+    """
     from edge_isp.converters.targets import get_target
 
     model_file, fmt, target_name, _manifest = _resolve_artifact(Path(path), target)
@@ -761,8 +811,38 @@ def check_bundle(path: Path, target: str | None = None, api_level: int | str | N
         from edge_isp.converters import vela
 
         if _manifest is not None and _manifest.get("npu") and _manifest["target"].get("name") == tgt.name:
-            return vela.vela_report(_manifest["npu"], tgt.name, str(model_file))
-        return vela.check_with_vela(model_file, tgt.name)[0]
+            report = vela.vela_report(_manifest["npu"], tgt.name, str(model_file))
+        else:
+            report = vela.check_with_vela(model_file, tgt.name)[0]
+        return compare_with_table(report, static_report(model_file, tgt.name))
+    if tgt.format == "litert-aot" and fmt in ("litert-aot", "tflite"):
+        # LiteRT NPU: the vendor plugin's partition step decides (converters/litert_aot.py);
+        # --platform/--soc picks the SoC (default: the bundle's, else the target's).
+        from edge_isp.converters import litert_aot
+
+        npu = (_manifest or {}).get("npu")
+        if npu and _manifest["target"].get("name") == tgt.name and (
+                platform is None or platform.lower() == str(npu.get("soc", "")).lower()):
+            report = litert_aot.aot_report(npu, tgt.name, str(model_file))
+        else:
+            report = litert_aot.check_with_litert_aot(model_file, tgt.name, soc=platform)
+        return compare_with_table(report, static_report(model_file, tgt.name))
+    if tgt.format == "rknn" and fmt in ("rknn", "onnx"):
+        # Rockchip: rknn-toolkit2 decides (converters/rknn.py); a bundle shows what it said at convert
+        # time, anything else (a bare ONNX, another --platform) is compiled again.
+        from edge_isp.converters import rknn
+
+        npu = (_manifest or {}).get("npu")
+        if npu and _manifest["target"].get("name") == tgt.name and platform in (None, npu.get("platform")):
+            report = rknn.rknn_report(npu, tgt.name, str(model_file))
+            onnx_file = Path(model_file).parent / "source.onnx"
+        else:
+            onnx_file = model_file if fmt == "onnx" else Path(model_file).parent / "source.onnx"
+            if not onnx_file.is_file():
+                raise InputError(f"{model_file} cannot be checked again without its source.onnx; pass the ONNX "
+                                 "model with --target rknn-rk3588-int8")
+            report = rknn.check_with_rknn(onnx_file, tgt.name, platform=platform)[0]
+        return compare_with_table(report, static_report(onnx_file, tgt.name)) if onnx_file.is_file() else report
     if tgt.format != fmt:
         raise InputError(f"target {tgt.name} is for {tgt.format} models but {model_file.name} is {fmt}; "
                          "pick a target of that format")
@@ -775,7 +855,7 @@ def check_bundle(path: Path, target: str | None = None, api_level: int | str | N
     if fmt == "openvino":
         return _check_openvino(model_file, table, tgt.name)
     if fmt == "onnx":
-        return _check_all_ops_onnx(model_file, table, tgt.name)
+        return _check_onnx(model_file, table, tgt.name)
     levels = resolve_level(table, api_level, accelerator, tgt.default_api_level, dev)
     model = read_tflite(model_file)
     report = check_tflite(model, table, tgt.name, levels, max_partitions, device=dev["name"] if dev else None)
@@ -788,6 +868,38 @@ def check_bundle(path: Path, target: str | None = None, api_level: int | str | N
                                    "(e.g. --keep-float): the delegate accepts them, but an integer-only NPU driver "
                                    "may refuse them when it compiles the model")
     return report
+
+
+def compare_with_table(report: CheckReport, table_report: CheckReport) -> CheckReport:
+    """Put a static table's verdict next to each op of a vendor compiler's report (same model).
+
+    Ops are matched by index when both reports list the same op sequence, else by output
+    tensor name; ops the table report does not have stay uncompared.
+    """
+    same_order = [o.op for o in report.ops] == [o.op for o in table_report.ops]
+    by_output = {o.output: o for o in table_report.ops if o.output}
+    for i, op in enumerate(report.ops):
+        other = table_report.ops[i] if same_order else by_output.get(op.output)
+        if other is None:
+            continue
+        op.table_delegated = other.delegated
+        op.table_reason = other.reason
+    report.compared_table = f"{table_report.table} ({table_report.level_label})" if table_report.level is not None \
+        else table_report.table
+    return report
+
+
+def static_report(model_file: Path, target_name: str, table_name: str | None = None) -> CheckReport:
+    """The static table's report for a model file, for comparison with a vendor compiler."""
+    from edge_isp.converters.targets import get_target
+
+    tgt = get_target(target_name)
+    table = load_table(table_name or tgt.support_table)
+    path = Path(model_file)
+    if table.format == "onnx":
+        return _check_onnx(path, table, tgt.name)
+    levels = resolve_level(table, None, None, tgt.default_api_level, None)
+    return check_tflite(read_tflite(path), table, tgt.name, levels, None)
 
 
 def check_artifact(model_file: Path, target_name: str, **kwargs: Any) -> CheckReport:

@@ -13,6 +13,14 @@ numeric cost is measured by the usual verification against PyTorch. Choices:
     producing Conv's output channels (and any per-channel PRelu slopes in between) are
     permuted and the node switched to DCR: same function, different graph.
 
+``pixel_shuffle="deconv"`` (exact)
+    The DepthToSpace becomes a ConvTranspose with kernel = stride = r and one-hot weights
+    (input channel k of output channel c at sub-pixel (i, j) gets weight 1, all else 0):
+    each output pixel is exactly one input value, so the function is unchanged. TFLite
+    lowers it to TRANSPOSE_CONV, which Arm Ethos-U runs on the NPU where it has neither
+    DEPTH_TO_SPACE nor (U55/U65) a 6-D TRANSPOSE. In INT8 the one-hot weights quantise to
+    exactly 127 * scale, so only the usual output requantisation remains.
+
 ``drop_noop_pads=True`` (exact)
     A 1x1 conv with ``padding_mode="reflect"`` exports a Pad with all-zero pads; TFLite keeps
     it as a MIRROR_PAD (NNAPI feature level 7 only). Removing such Pads changes nothing.
@@ -47,17 +55,20 @@ from edge_isp.errors import ConversionError, InputError
 
 # Per-channel ops that may sit between the Conv and the DepthToSpace.
 _CHANNELWISE = {"PRelu", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Identity"}
+PIXEL_SHUFFLE_FORMS = ("crd", "dcr", "deconv")
 
 
 @dataclass(frozen=True)
 class FitOptions:
-    pixel_shuffle: str = "crd"       # "crd" (as exported) | "dcr" (rewrite for DEPTH_TO_SPACE)
+    # "crd" (as exported) | "dcr" (DEPTH_TO_SPACE) | "deconv" (one-hot TRANSPOSE_CONV)
+    pixel_shuffle: str = "crd"
     drop_noop_pads: bool = False
     split_as_slice: bool = False
 
     def __post_init__(self) -> None:
-        if self.pixel_shuffle not in ("crd", "dcr"):
-            raise InputError(f"fit option pixel_shuffle={self.pixel_shuffle!r} must be 'crd' or 'dcr'")
+        if self.pixel_shuffle not in PIXEL_SHUFFLE_FORMS:
+            raise InputError(f"fit option pixel_shuffle={self.pixel_shuffle!r} must be one of "
+                             f"{', '.join(PIXEL_SHUFFLE_FORMS)}")
 
     @property
     def active(self) -> bool:
@@ -106,7 +117,7 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     graph_outputs = {o.name for o in graph.output}
-    changed = {"depth_to_space_dcr": 0, "noop_pads_removed": 0, "splits_as_slices": 0}
+    changed = {"depth_to_space_dcr": 0, "depth_to_space_deconv": 0, "noop_pads_removed": 0, "splits_as_slices": 0}
 
     def single_use(name: str) -> bool:
         return len(consumers.get(name, [])) == 1 and name not in graph_outputs
@@ -116,7 +127,8 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
         inits[name].CopyFrom(new)
 
     if options.pixel_shuffle == "dcr":
-        for node in graph.node:
+        gathers: dict[str, Any] = {}   # DepthToSpace output -> the Gather to put before it
+        for node in list(graph.node):
             if node.op_type != "DepthToSpace":
                 continue
             attrs = {a.name: a for a in node.attribute}
@@ -129,13 +141,14 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
                 chain.append(producer[x])
                 x = producer[x].input[0]
             conv = producer.get(x)
-            if conv is None or conv.op_type != "Conv" or not single_use(x):
-                raise ConversionError(
-                    f"fit pixel_shuffle=dcr: DepthToSpace {node.name!r} is not fed by a Conv (through per-channel "
-                    "ops only); cannot permute its channels. Convert without this fit option")
-            group = next((a.i for a in conv.attribute if a.name == "group"), 1)
-            if group != 1 or conv.input[1] not in inits:
-                raise ConversionError(f"fit pixel_shuffle=dcr: Conv {conv.name!r} is grouped or has runtime weights")
+            group = next((a.i for a in conv.attribute if a.name == "group"), 1) if conv is not None else 0
+            if conv is None or conv.op_type != "Conv" or not single_use(x) or group != 1 \
+                    or conv.input[1] not in inits:
+                # No plain Conv to fold the permutation into (e.g. an Add feeds it): permute the
+                # channels with an explicit Gather instead (TFLite GATHER; still exact).
+                gathers[node.output[0]] = _permute_with_gather(graph, node, r, channel_count(proto, node.input[0]))
+                changed["depth_to_space_dcr"] += 1
+                continue
             w = numpy_helper.to_array(inits[conv.input[1]])
             perm = _perm_crd_to_dcr(w.shape[0], r)
             set_init(conv.input[1], w[perm])
@@ -154,6 +167,13 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
             else:
                 node.attribute.append(onnx.helper.make_attribute("mode", "DCR"))
             changed["depth_to_space_dcr"] += 1
+        if gathers:
+            nodes = [n for node in graph.node for n in ((gathers[node.output[0]], node) if node.output[0] in gathers else (node,))]
+            del graph.node[:]
+            graph.node.extend(nodes)
+
+    if options.pixel_shuffle == "deconv":
+        changed["depth_to_space_deconv"] = _depth_to_space_as_deconv(proto)
 
     if options.drop_noop_pads:
         keep = []
@@ -185,6 +205,84 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
         raise ConversionError(f"fit options produced an invalid ONNX graph: {exc}") from exc
     onnx.save(proto, str(path))
     return changed
+
+
+def channel_count(proto: Any, tensor: str) -> int:
+    """The static channel count (dim 1) of a 4-D tensor of the graph, 0 when unknown."""
+    onnx = require("onnx", "fit options")
+
+    inferred = onnx.shape_inference.infer_shapes(proto).graph
+    for v in [*inferred.value_info, *inferred.input, *inferred.output]:
+        dims = v.type.tensor_type.shape.dim
+        if v.name == tensor and len(dims) == 4:
+            return int(dims[1].dim_value)
+    return 0
+
+
+def _permute_with_gather(graph: Any, node: Any, r: int, channels: int) -> Any:
+    """CRD DepthToSpace -> Gather(channels in DCR order) + DCR DepthToSpace; returns the Gather
+    node, which the caller puts in front of ``node``."""
+    from onnx import helper, numpy_helper
+
+    if not channels or channels % (r * r):
+        raise ConversionError(f"fit pixel_shuffle=dcr: the channel count of DepthToSpace {node.name!r}'s input is "
+                              "not static; convert with --fit pixel_shuffle=crd")
+    indices = f"{node.input[0]}__fit_dcr_perm"
+    permuted = f"{node.input[0]}__fit_dcr"
+    graph.initializer.append(numpy_helper.from_array(_perm_crd_to_dcr(channels, r), indices))
+    gather = helper.make_node("Gather", [node.input[0], indices], [permuted], axis=1, name=f"{node.name}__fit_gather")
+    node.input[0] = permuted
+    attrs = {a.name: a for a in node.attribute}
+    if "mode" in attrs:
+        attrs["mode"].s = b"DCR"
+    else:
+        node.attribute.append(helper.make_attribute("mode", "DCR"))
+    return gather
+
+
+def one_hot_deconv_weights(channels_in: int, r: int, mode: str) -> Any:
+    """ConvTranspose weights (C*r*r, C, r, r) that make it a DepthToSpace of ``mode`` (CRD/DCR)."""
+    import numpy as np
+
+    c_out = channels_in // (r * r)
+    w = np.zeros((channels_in, c_out, r, r), np.float32)
+    for c in range(c_out):
+        for i in range(r):
+            for j in range(r):
+                k = c * r * r + i * r + j if mode == "CRD" else (i * r + j) * c_out + c
+                w[k, c, i, j] = 1.0
+    return w
+
+
+def _depth_to_space_as_deconv(proto: Any) -> int:
+    """Replace every DepthToSpace by an exact one-hot ConvTranspose; returns how many."""
+    onnx = require("onnx", "fit options")
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    inferred = onnx.shape_inference.infer_shapes(proto).graph
+    channels = {v.name: v.type.tensor_type.shape.dim[1].dim_value
+                for v in [*inferred.value_info, *inferred.input] if len(v.type.tensor_type.shape.dim) == 4}
+    nodes, count = [], 0
+    for node in graph.node:
+        if node.op_type != "DepthToSpace":
+            nodes.append(node)
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        r = attrs["blocksize"].i
+        mode = attrs["mode"].s.decode() if "mode" in attrs else "DCR"
+        c_in = channels.get(node.input[0], 0)
+        if not c_in or c_in % (r * r):
+            raise ConversionError(f"fit pixel_shuffle=deconv: the channel count of DepthToSpace {node.name!r}'s "
+                                  "input is not static; convert without this fit option")
+        weight = f"{node.output[0]}__fit_d2s_weight"
+        graph.initializer.append(numpy_helper.from_array(one_hot_deconv_weights(c_in, r, mode), weight))
+        nodes.append(helper.make_node("ConvTranspose", [node.input[0], weight], list(node.output),
+                                      name=f"{node.name}__deconv", kernel_shape=[r, r], strides=[r, r]))
+        count += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return count
 
 
 def _splits_to_slices(proto: Any, changed: dict[str, int]) -> None:

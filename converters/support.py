@@ -7,7 +7,8 @@ point ``--profiles DIR`` at a folder holding their own tables (``DIR/ops/NAME.to
 
 A table file has four parts::
 
-    [table]     name, title, kind ("tflite-delegate" | "all-ops" | "openvino-query"),
+    [table]     name, title, kind ("tflite-delegate" | "all-ops" | "openvino-query" |
+                "onnx-op-list": the ONNX op types listed under [ops] run on the accelerator),
                 format ("tflite" | "onnx" | "openvino"), levels ("nnapi" | "none"), notes, device
     [sources]   key = "where the facts came from"; every `source` below starts with a key
     [delegate]  rules of the delegate as a whole (min_level, max_partitions, max_rank, ...)
@@ -48,7 +49,7 @@ TENSOR_TYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64"
                 "string", "float64", "uint16", "uint32", "uint64", "int4")
 TYPE_ALIASES = {"quant8": ("uint8", "int8")}
 
-KINDS = ("tflite-delegate", "all-ops", "openvino-query")
+KINDS = ("tflite-delegate", "all-ops", "openvino-query", "onnx-op-list")
 FORMATS = ("tflite", "onnx", "openvino")
 
 # check name -> {param: (python type(s), required)}; "reason" is required for every rule.
@@ -319,8 +320,10 @@ def parse_table(data: dict[str, Any], path: Path) -> SupportTable:
     ops_raw = data.get("ops", {})
     if not isinstance(ops_raw, dict):
         raise SupportTableError(f"{where}: [ops.NAME] entries must be tables")
-    if kind == "tflite-delegate" and not ops_raw:
-        raise SupportTableError(f"{where}: a tflite-delegate table needs [ops.NAME] entries")
+    if kind in ("tflite-delegate", "onnx-op-list") and not ops_raw:
+        raise SupportTableError(f"{where}: a {kind} table needs [ops.NAME] entries")
+    if kind == "onnx-op-list" and fmt != "onnx":
+        raise SupportTableError(f"{where} [table]: an onnx-op-list table has format 'onnx'")
     builtins = _known_builtins() if fmt == "tflite" else None
     ops: dict[str, OpSupport] = {}
     for op_name, entry in ops_raw.items():

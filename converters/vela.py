@@ -30,6 +30,10 @@ ESTIMATE_SOURCE = "Vela performance model, nothing executed"
 SAME_ARITHMETIC_NOTE = ("the NPU runs the same integer arithmetic as the verified INT8 TFLite (model.tflite); "
                         "Vela only schedules and packs it, so the host verification covers the Vela output")
 DEFAULT_TIMEOUT_S = 300.0
+# Pixel shuffle is where ISP models leave the NPU (DEPTH_TO_SPACE on every Ethos-U, its 6-D
+# TRANSPOSE on U55/U65); the exact one-hot TRANSPOSE_CONV form runs on the NPU.
+PIXEL_SHUFFLE_FIT = ("if this is a pixel shuffle: convert with --fit pixel_shuffle=deconv (an exact one-hot "
+                     "TRANSPOSE_CONV, which Vela places on the NPU)")
 
 _WARN = re.compile(r"^Warning \(supported operators\) operator: (?P<op>[A-Z0-9_:]+), ofm: '(?P<ofm>.*)'\s*$")
 
@@ -186,7 +190,9 @@ def vela_report(result_or_dict: VelaResult | dict[str, Any], target: str, model_
     if isinstance(result_or_dict, VelaResult) and not model_file:
         model_file = str(result_or_dict.model)
     placement = d["placement"]
-    ops = [OpResult(p["index"], p["op"], 1, p["target"] == "NPU", p.get("reason"), output=p.get("output") or "")
+    ops = [OpResult(p["index"], p["op"], 1, p["target"] == "NPU", p.get("reason"),
+                    fit=PIXEL_SHUFFLE_FIT if p["target"] == "CPU" and p["op"] in ("DEPTH_TO_SPACE", "TRANSPOSE") else None,
+                    output=p.get("output") or "")
            for p in placement]
     # Vela keeps the op order; an NPU run between CPU ops is one CUSTOM ethos-u op: consecutive runs.
     nodes = [([i - 1] if i else [], [i]) for i in range(len(ops))]

@@ -411,7 +411,8 @@ def test_pixel_shuffle_dcr_rewrite_is_exact(tmp_path):
     x = np.random.default_rng(0).standard_normal((1, 8, 10, 14)).astype(np.float32)
     before = ort.InferenceSession(str(path)).run(None, {"bayer": x})[0]
     changed = rewrite_onnx(path, FitOptions(pixel_shuffle="dcr", drop_noop_pads=True, split_as_slice=True))
-    assert changed == {"depth_to_space_dcr": 1, "noop_pads_removed": 1, "splits_as_slices": 1}
+    assert changed == {"depth_to_space_dcr": 1, "depth_to_space_deconv": 0, "noop_pads_removed": 1,
+                       "splits_as_slices": 1}
     import onnx
 
     g = onnx.load(str(path)).graph
@@ -422,6 +423,66 @@ def test_pixel_shuffle_dcr_rewrite_is_exact(tmp_path):
     np.testing.assert_array_equal(before, after)
     with pytest.raises(InputError):
         FitOptions.parse({"pixel_shufle": "dcr"})
+
+
+def test_pixel_shuffle_dcr_without_a_conv_to_fold_into_uses_an_exact_gather(tmp_path):
+    """MicroISP-like: an Add feeds the shuffle, so the permutation becomes a Gather; still exact."""
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+
+    from edge_isp.converters.fit import FitOptions, rewrite_onnx
+    from edge_isp.converters.onnx_export import export_onnx
+
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv2d(4, 12, 3, padding=1)
+            self.b = torch.nn.Conv2d(4, 12, 1)
+
+        def forward(self, x):
+            return torch.nn.functional.pixel_shuffle(self.a(x) + self.b(x), 2)
+
+    path = tmp_path / "add_shuffle.onnx"
+    export_onnx(Head().eval(), (1, 4, 6, 8), path)
+    x = np.random.default_rng(2).standard_normal((1, 4, 6, 8)).astype(np.float32)
+    before = ort.InferenceSession(str(path)).run(None, {"bayer": x})[0]
+    assert rewrite_onnx(path, FitOptions(pixel_shuffle="dcr"))["depth_to_space_dcr"] == 1
+    nodes = onnx.load(str(path)).graph.node
+    ops = [n.op_type for n in nodes]
+    assert ops.index("Gather") == ops.index("DepthToSpace") - 1
+    d2s = nodes[ops.index("DepthToSpace")]
+    assert {a.name: a.s for a in d2s.attribute}["mode"] == b"DCR"
+    np.testing.assert_array_equal(before, ort.InferenceSession(str(path)).run(None, {"bayer": x})[0])
+
+
+@pytest.mark.parametrize("r,channels", [(2, 12), (3, 18)])
+def test_pixel_shuffle_deconv_rewrite_is_exact(tmp_path, r, channels):
+    """DepthToSpace as a one-hot ConvTranspose (for NPUs without DEPTH_TO_SPACE) changes nothing."""
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+
+    from edge_isp.converters.fit import FitOptions, one_hot_deconv_weights, rewrite_onnx
+    from edge_isp.converters.onnx_export import export_onnx
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, channels, 3, padding=1), torch.nn.PixelShuffle(r)).eval()
+    path = tmp_path / "shuffle.onnx"
+    export_onnx(model, (1, 4, 6, 10), path)
+    x = np.random.default_rng(1).standard_normal((1, 4, 6, 10)).astype(np.float32)
+    before = ort.InferenceSession(str(path)).run(None, {"bayer": x})[0]
+    changed = rewrite_onnx(path, FitOptions(pixel_shuffle="deconv"))
+    assert changed["depth_to_space_deconv"] == 1
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "DepthToSpace" not in ops and ops.count("ConvTranspose") == 1
+    after = ort.InferenceSession(str(path)).run(None, {"bayer": x})[0]
+    assert after.shape == before.shape == (1, channels // (r * r), 6 * r, 10 * r)
+    np.testing.assert_array_equal(before, after)
+    # The weights are one-hot: each input channel feeds exactly one output sub-pixel.
+    w = one_hot_deconv_weights(channels, r, "CRD")
+    assert w.sum() == channels and (w.reshape(channels, -1).sum(axis=1) == 1).all()
+    with pytest.raises(InputError, match="pixel_shuffle"):
+        FitOptions.parse({"pixel_shuffle": "transpose"})
 
 
 # ----------------------------------------------------------------------------- real conversions

@@ -18,38 +18,13 @@ import pytest
 from edge_isp import toolchains
 from edge_isp.errors import EdgeIspError
 
+from _tf_models import int8_tflite
+
 
 @pytest.fixture(scope="session")
-def vela_env(tmp_path_factory) -> Path:
-    """The vela toolchain: the user's if installed, else installed once into a temp folder."""
-    if toolchains.status("vela").installed:
-        return toolchains.status("vela").path
-    saved = os.environ.get("EDGE_ISP_TOOLCHAINS")
-    os.environ["EDGE_ISP_TOOLCHAINS"] = str(tmp_path_factory.mktemp("toolchains"))
-    try:
-        st = toolchains.install("vela")
-    except EdgeIspError:
-        if saved is None:
-            os.environ.pop("EDGE_ISP_TOOLCHAINS", None)
-        else:
-            os.environ["EDGE_ISP_TOOLCHAINS"] = saved
-        raise
-    assert st.installed and st.version
-    return st.path
-
-
-def _int8_tflite(fn, shape, path: Path) -> Path:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    tf = pytest.importorskip("tensorflow")
-    f = tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32)])
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
-    rng = np.random.default_rng(0)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([rng.random(shape, dtype=np.float32)] for _ in range(4))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    path.write_bytes(conv.convert())
+def vela_env(toolchain_env) -> Path:
+    """The vela toolchain (installed into a session temp folder when it is not installed)."""
+    path = toolchain_env("vela")
     return path
 
 
@@ -66,7 +41,7 @@ def d2s_model(tmp_path_factory) -> Path:
         y = tf.nn.depth_to_space(y, 2)
         return tf.nn.conv2d(y, w2, 1, "SAME")
 
-    return _int8_tflite(net, (1, 16, 16, 4), tmp_path_factory.mktemp("d2s") / "d2s.tflite")
+    return int8_tflite(net, (1, 16, 16, 4), tmp_path_factory.mktemp("d2s") / "d2s.tflite")
 
 
 # ----------------------------------------------------------------------------- toolchain env
@@ -176,7 +151,12 @@ def test_convert_to_ethos_u65_bundles_both_files_with_velas_report(vela_env, tmp
     assert "same integer arithmetic" in npu["note"] and npu["verified_artifact"] == "model.tflite"
     assert npu["estimates"]["estimate"] is True and npu["estimates"]["inference_time_ms"] > 0
     assert len(npu["placement"]) == len(read_tflite(folder / "model.tflite").operators)
-    assert m["support_check"]["table"] == "ethos-u" and m["support_check"]["verdict"] in ("full", "partial")
+    assert m["support_check"]["table"] == "ethos-u"
+    # The default Ethos-U fit turns MicroISP's pixel shuffle into an exact TRANSPOSE_CONV, so Vela
+    # places every op on the NPU, and the static ethos-u table is shown next to Vela's verdicts.
+    assert m["fit"]["pixel_shuffle"] == "deconv" and m["onnx"]["op_types"].get("ConvTranspose") == 1
+    assert m["support_check"]["verdict"] == "full", m["support_check"]["summary"]
+    assert m["support_check"]["compared_table"] == "ethos-u" and m["support_check"]["disagreements"] == []
     vela_ops = read_tflite(folder / "model_vela.tflite").op_counts()
     assert vela_ops.get("CUSTOM:ethos-u", 0) >= 1 or any("ethos" in k.lower() for k in vela_ops), vela_ops
     # `edge-isp check` on the bundle shows Vela's report from the manifest, in the usual format.
@@ -186,3 +166,31 @@ def test_convert_to_ethos_u65_bundles_both_files_with_velas_report(vela_env, tmp
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["verdict"] == report.verdict
+
+
+@pytest.mark.slow
+def test_velas_estimates_go_to_the_results_store_as_estimates(vela_env, tmp_path):
+    """convert records Vela's figures as kind=estimate rows that gate budgets can hold."""
+    from edge_isp.budgets import gate
+    from edge_isp.results import ResultsStore
+
+    store = tmp_path / "results.sqlite"
+    proc = subprocess.run([sys.executable, "-m", "edge_isp.cli", "convert", "microisp", "--target", "ethos-u55-int8",
+                           "--input-size", "192x192", "--calib-samples", "2", "--verify-samples", "1",
+                           "-o", str(tmp_path / "b"), "--results", str(store), "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row_id = json.loads(proc.stdout)["estimate_row"]
+    rows = ResultsStore(store).query(kind="estimate")
+    assert [r.id for r in rows] == [row_id]
+    row = rows[0]
+    assert (row.model, row.target, row.device) == ("microisp", "ethos-u55-int8", "ethos-u55-128")
+    assert row.runtime.startswith("vela ") and "nothing executed" in row.extra["source"]
+    assert row.metrics["inference_time_ms"] > 0 and row.metrics["cpu_ops"] == 0 and row.metrics["npu_ops"] > 0
+    assert row.metrics["sram_bytes"] > 0 and row.metrics["macs"] > 0
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text('[[budget]]\nkind = "estimate"\ntarget = "ethos-u55-int8"\n'
+                       'checks = ["cpu_ops == 0", "inference_time_ms <= 1e6"]\n')
+    assert gate(budgets, results=store).passed
+    budgets.write_text('[[budget]]\nkind = "estimate"\nchecks = ["inference_time_ms <= 1e-6"]\n')
+    assert not gate(budgets, results=store).passed

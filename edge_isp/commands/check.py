@@ -27,6 +27,8 @@ def check(
         None, "--accelerator", help="NNAPI accelerator name (nnapi_accelerator_name), e.g. google-edgetpu."),
     max_partitions: Optional[int] = typer.Option(
         None, "--max-partitions", help="Delegated partitions kept (default: the delegate's; 0 = no limit)."),
+    platform: Optional[str] = typer.Option(
+        None, "--platform", "--soc", help="SoC for vendor-compiler targets (rknn-*: rk3576, rv1106 ...); compiles again."),
     profiles: Optional[Path] = typer.Option(None, "--profiles", help="Folder with your own op tables (ops/*.toml)."),
     require: Optional[str] = typer.Option(
         None, "--require", help="Exit non-zero unless delegation is at least this: full | partial | any."),
@@ -41,13 +43,30 @@ def check(
         raise InputError(f"--require {require!r} must be one of {', '.join(REQUIRE_LEVELS)}")
     level: int | str | None = int(api_level) if api_level and api_level.isdigit() else api_level
     report = check_bundle(artifact, target=target, api_level=level, accelerator=accelerator,
-                          profiles_dir=profiles, device=device, max_partitions=max_partitions)
+                          profiles_dir=profiles, device=device, max_partitions=max_partitions, platform=platform)
     if as_json:
         print_json(report.to_dict())
     else:
         render(report, show_ops)
     if require is not None:
         require_delegation(report, require.lower())
+
+
+def _render_comparison(report) -> None:  # noqa: ANN001 - CheckReport
+    """The vendor compiler's placement next to the static table's verdict for the same ops."""
+    groups = report.disagreements()
+    if not groups:
+        out.print(f"static table {report.compared_table}: same placement for every op", highlight=False)
+        return
+    ct = Table(title=f"vendor compiler vs static table {report.compared_table} (where they disagree)",
+               title_justify="left")
+    for col in ("op", "n", "where (op #)", "compiler", "table", "why"):
+        ct.add_column(col, overflow="fold")
+    for g in groups:
+        idx = ", ".join(f"#{i}" for i in g["ops"][:5]) + (" ..." if len(g["ops"]) > 5 else "")
+        why = g["table_reason"] if g["table"] == "CPU" else g["compiler_reason"]
+        ct.add_row(g["op"], str(g["count"]), idx, g["compiler"], g["table"], escape(why or ""))
+    out.print(ct)
 
 
 def render(report, show_ops: bool = False) -> None:  # noqa: ANN001 - CheckReport, imported lazily
@@ -77,7 +96,8 @@ def render(report, show_ops: bool = False) -> None:  # noqa: ANN001 - CheckRepor
         out.print(pt)
     groups = report.rejected_groups()
     if groups:
-        rt = Table(title="refused by the delegate", title_justify="left")
+        title = "left on the CPU by the vendor compiler" if report.compared_table else "refused by the delegate"
+        rt = Table(title=title, title_justify="left")
         for col in ("op", "n", "where (op #)", "why"):
             rt.add_column(col, overflow="fold")
         fits: dict[str, list[str]] = {}
@@ -94,13 +114,22 @@ def render(report, show_ops: bool = False) -> None:  # noqa: ANN001 - CheckRepor
         out.print(f"{len(report.limited)} supported ops in {dropped} partitions beyond the delegate's limit of "
                   f"{report.max_partitions} run on the CPU (--max-partitions 0 lifts the limit, as "
                   "benchmark_model does by default)", highlight=False)
+    if report.compared_table:
+        _render_comparison(report)
     if show_ops:
         ot = Table(title="all ops", title_justify="left")
-        for col in ("#", "op", "v", "inputs", "runs on", "partition", "note"):
+        cols = ["#", "op", "v", "inputs", "runs on", "partition", "note"]
+        if report.compared_table:
+            cols.insert(5, "static table")
+        for col in cols:
             ot.add_column(col, overflow="fold")
         for o in report.ops:
-            ot.add_row(str(o.index), o.op, str(o.version), "; ".join(o.inputs[:3]),
-                       "accelerator" if o.delegated else "CPU", str(o.partition), escape(o.note or o.reason or ""))
+            row = [str(o.index), o.op, str(o.version), "; ".join(o.inputs[:3]),
+                   "accelerator" if o.delegated else "CPU", str(o.partition), escape(o.note or o.reason or "")]
+            if report.compared_table:
+                table = "-" if o.table_delegated is None else ("accelerator" if o.table_delegated else "CPU")
+                row.insert(5, f"[yellow]{table}[/]" if o.disagrees else table)
+            ot.add_row(*row)
         out.print(ot)
     for note in report.notes:
         out.print(f"[dim]note: {escape(note)}[/]", highlight=False)

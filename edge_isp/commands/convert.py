@@ -30,14 +30,18 @@ def convert(
     nncf_preset: str = typer.Option("mixed", "--nncf-preset", help="OpenVINO INT8: mixed or performance."),
     layer_report: bool = typer.Option(False, "--layer-report", help="Report the INT8 layers that lose the most."),
     option: list[str] = typer.Option([], "--option", "-O", help="Model option key=value (repeatable)."),
-    fit: list[str] = typer.Option([], "--fit", help="Fit rewrite key=value: pixel_shuffle=dcr, drop_noop_pads=true, split_as_slice=true."),
+    fit: list[str] = typer.Option([], "--fit", help="Fit rewrite key=value: pixel_shuffle=dcr|deconv, drop_noop_pads=true, split_as_slice=true."),
     require_full: bool = typer.Option(False, "--require-full-delegation", help="Fail unless the target's accelerator takes every op."),
+    soc: Optional[str] = typer.Option(None, "--soc", "--platform", help="SoC / platform for vendor-compiler targets (rknn-*: rk3576, rv1106 ...; litert-npu-*: SM8650, MT6989 ...)."),
     raw_option: list[str] = typer.Option([], "--raw-option", help="RAW layout for --calib files, key=value (width=, height=, cfa=, black_level=, white_level=)."),
     seed: int = typer.Option(0, "--seed"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle folder to write."),
+    results: Optional[Path] = typer.Option(None, "--results", help="Results store for vendor-compiler estimates (default $EDGE_ISP_RESULTS or ./edge-isp-results.sqlite)."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not record vendor-compiler estimates."),
     as_json: bool = JsonFlag,
 ) -> None:
     """Convert a model for a target, verify it against PyTorch, and write a bundle."""
+    from edge_isp.converters.estimates import record_estimates
     from edge_isp.converters.pipeline import ConvertOptions
     from edge_isp.converters.pipeline import convert as run_convert
 
@@ -49,14 +53,16 @@ def convert(
         verify_samples=verify_samples, seed=seed, min_psnr_db=min_psnr, keep_float=tuple(keep_float),
         per_channel=not per_tensor, io_dtype=io_dtype, nncf_preset=nncf_preset, layer_report=layer_report,
         fit=parse_options(fit, "fit option"), require_full_delegation=require_full,
-        raw_layout=parse_options(raw_option, "RAW option"), output=output,
+        raw_layout=parse_options(raw_option, "RAW option"), soc=soc, output=output,
     )
     if as_json:
         result = run_convert(opts)
-        print_json(result.manifest)
+        stored = None if no_store else record_estimates(result.manifest, results)
+        print_json({**result.manifest, **({"estimate_row": stored} if stored is not None else {})})
         return
     with err.status("converting") as status:
         result = run_convert(opts, progress=lambda s: status.update(f"[bold]{opts.model or 'default model'} -> {opts.target}[/]: {s}"))
+    stored = None if no_store else record_estimates(result.manifest, results)
     m = result.manifest
     table = Table(title=f"{m['model']['name']} -> {m['target']['name']}")
     for col in ("target", "artifact", "size", "PSNR vs PyTorch", "max abs err", "time", "peak RSS"):
@@ -80,3 +86,10 @@ def convert(
         for row in m["layer_errors"]:
             lt.add_row(row["op"], row["tensor"][:60], f"{row['rmse_over_scale']:.2f}", f"{row['max_abs_error']:.3g}")
         out.print(lt)
+    npu = m.get("npu") or {}
+    if npu.get("estimates"):
+        est = npu["estimates"]
+        figure = (f"{est['inference_time_ms']} ms/inference" if est.get("inference_time_ms") is not None
+                  else f"{est.get('cycles_total')} cycles")
+        out.print(f"vendor compiler {npu.get('compiler')}: estimate {figure} ({est.get('source')})" + (f"; recorded in the results store, row {stored} (kind=estimate)"
+                                              if stored is not None else ""), highlight=False)
