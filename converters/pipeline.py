@@ -64,6 +64,9 @@ class ConvertOptions:
     # {"pixel_shuffle": "dcr", "drop_noop_pads": True}; recorded in the manifest.
     fit: dict[str, Any] = field(default_factory=dict)
     require_full_delegation: bool = False
+    # Vendor-compiler targets: the SoC / platform to compile for (RKNN target_platform,
+    # LiteRT plugin SoC); None = the target's default (Target.accelerator_config).
+    soc: str | None = None
     output: Path | None = None
 
 
@@ -87,9 +90,14 @@ class _Built:
     quantization: dict[str, Any] = field(default_factory=dict)
     layer_errors: list[dict[str, Any]] = field(default_factory=list)
     runtime_options: dict[str, Any] = field(default_factory=dict)
-    # Vendor-compiler formats (vela): the compiler's own placement report and manifest section.
+    # Vendor-compiler formats (vela, rknn, litert-aot): the compiler's own placement report
+    # and manifest section.
     support: Any = None
     npu: dict[str, Any] | None = None
+    # Formats the host runtimes cannot run (rknn): the vendor simulator's output on the
+    # held-out inputs (NCHW RGB, like PyTorch's), and what produced it. Verification uses it.
+    outputs: Any = None
+    outputs_by: str = ""
 
 
 @dataclass
@@ -100,6 +108,8 @@ class _Context:
     input_name: str
     work: Path
     calib: InputSet
+    held_out: InputSet
+    accelerator: str | None = None     # resolved --soc / Target.accelerator_config
 
 
 def _keep_float(ctx: _Context, fmt: str) -> tuple[str, ...]:
@@ -162,13 +172,46 @@ def _build_vela(ctx: _Context) -> _Built:
     return dataclasses.replace(built, extra=[*built.extra, vela_file], support=report, npu=npu)
 
 
+def _build_rknn(ctx: _Context) -> _Built:
+    """The verified ONNX compiled by rknn-toolkit2 (own env); its simulator output is verified."""
+    from edge_isp.converters import rknn
+
+    return rknn.build_for_pipeline(ctx)
+
+
+def _build_litert_aot(ctx: _Context) -> _Built:
+    """The INT8 TFLite (verified on the host), compiled ahead of time by a LiteRT NPU plugin."""
+    from edge_isp.converters import litert_aot
+
+    return litert_aot.build_for_pipeline(ctx)
+
+
 FORMAT_BUILDERS: dict[str, Callable[[_Context], _Built]] = {
     "onnx": _build_onnx,
     "tflite": _build_tflite,
     "openvino": _build_openvino,
     "vela": _build_vela,
+    "rknn": _build_rknn,
+    "litert-aot": _build_litert_aot,
 }
-_ARTIFACT_NAMES = {"onnx": "model.onnx", "tflite": "model.tflite", "openvino": "model.xml", "vela": "model.tflite"}
+_ARTIFACT_NAMES = {"onnx": "model.onnx", "tflite": "model.tflite", "openvino": "model.xml", "vela": "model.tflite",
+                   "rknn": "model.rknn", "litert-aot": "model.tflite"}
+
+
+def resolve_accelerator(target: Target, soc: str | None) -> str | None:
+    """The SoC / platform a vendor-compiler target compiles for (``--soc`` / ``--platform``)."""
+    if soc is None:
+        return target.accelerator_config
+    if target.format not in ("rknn", "litert-aot"):
+        raise InputError(f"--soc/--platform applies to rknn-* and litert-npu-* targets, not {target.name}")
+    if not target.accelerator_choices:
+        return soc
+    # Case-insensitive, answered in the target's own spelling (rk3576, SM8750, TENSOR_G4).
+    chosen = {c.lower(): c for c in target.accelerator_choices}.get(soc.lower())
+    if chosen is None:
+        raise InputError(f"{target.name} does not know platform {soc!r}; choose one of "
+                         f"{', '.join(target.accelerator_choices)}")
+    return chosen
 
 
 def resolve_input_size(model: str, input_size: tuple[int, int] | None) -> tuple[int, int]:
@@ -231,6 +274,7 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     opts = with_default_model(opts)
     info = model_info(opts.model)
     fit = FitOptions.parse({**target.fit, **opts.fit})
+    accelerator = resolve_accelerator(target, opts.soc)
     mosaic_hw = resolve_input_size(opts.model, opts.input_size)
     packed_hw = (mosaic_hw[0] // 2, mosaic_hw[1] // 2)
     if opts.calib_samples < 1 or opts.verify_samples < 1:
@@ -266,17 +310,22 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
         done()
 
         done = stage(target.format)
-        ctx = _Context(opts, target, exported.path, exported.input_name, work, calib)
+        ctx = _Context(opts, target, exported.path, exported.input_name, work, calib, held_out, accelerator)
         built = FORMAT_BUILDERS[target.format](ctx)
         done()
 
         done = stage("verify")
         from edge_isp.runtimes import open_runner
 
-        runner = open_runner(target.runtime, built.main, **built.runtime_options)
-        output = runner.run(held_out.data)
         threshold = opts.min_psnr_db if opts.min_psnr_db is not None else target.min_psnr_db
-        verification = compare_outputs(reference, output, threshold, target.runtime)
+        if built.outputs is not None:
+            # The host cannot run this format: the vendor's simulator ran the held-out crops.
+            runner = open_runner("onnxruntime", exported.path)  # for the I/O description only
+            verification = compare_outputs(reference, built.outputs, threshold, built.outputs_by or target.runtime)
+        else:
+            runner = open_runner(target.runtime, built.main, **built.runtime_options)
+            output = runner.run(held_out.data)
+            verification = compare_outputs(reference, output, threshold, target.runtime)
         done()
         require_passed(verification, f"the {target.name} artifact", hint=_layout_hint(
             exported.path, mosaic_hw, 2 * info.input_multiple) if target.format in ("tflite", "vela") else "")
@@ -284,7 +333,16 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
         done = stage("check")
         from edge_isp.converters.check import check_artifact, require_delegation
 
-        support = built.support if built.support is not None else check_artifact(built.main, target.name)
+        if built.support is not None:
+            # A vendor compiler's placement, next to the static table's verdict for the same ops.
+            from edge_isp.converters.check import compare_with_table, static_report
+
+            support = built.support
+            if support.compared_table is None:
+                static_file = exported.path if target.format == "rknn" else built.main
+                compare_with_table(support, static_report(static_file, target.name))
+        else:
+            support = check_artifact(built.main, target.name)
         if opts.require_full_delegation:
             require_delegation(support, "full")  # raises before anything is written
         done()
@@ -303,6 +361,7 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
                 "name": target.name, "format": target.format, "precision": target.precision,
                 "runtime": target.runtime, "support_table": target.support_table,
                 "delegate": target.delegate, "default_api_level": target.default_api_level,
+                **({"accelerator_config": accelerator} if accelerator else {}),
             },
             "artifact": {"file": artifact_name, "extra_files": [p.name for p in built.extra],
                          "runtime_options": built.runtime_options},

@@ -14,7 +14,9 @@ from edge_isp._names import lookup
 @dataclass(frozen=True)
 class Target:
     name: str
-    format: str              # "onnx" | "tflite" | "openvino" | "vela" (INT8 TFLite + Vela output)
+    # "onnx" | "tflite" | "openvino" | "vela" (INT8 TFLite + Vela output) | "rknn" (ONNX
+    # compiled by rknn-toolkit2) | "litert-aot" (INT8 TFLite + LiteRT NPU AOT compilation)
+    format: str
     precision: str           # "fp32" | "fp16" | "int8"
     runtime: str             # runner that executes it on the host (edge_isp.runtimes)
     support_table: str       # op-support table the checker uses (profiles/ops/*.toml)
@@ -30,8 +32,11 @@ class Target:
     # Exact graph rewrites applied by default for this accelerator (converters/fit.py);
     # recorded in every manifest, overridable with --fit key=value.
     fit: dict[str, object] = field(default_factory=dict)
-    # Vendor compiler configuration (format "vela": Vela's --accelerator-config).
+    # Vendor compiler configuration: Vela's --accelerator-config, RKNN's target_platform
+    # (default; --soc/--platform overrides), the LiteRT vendor plugin's SoC model.
     accelerator_config: str | None = None
+    # Other values --soc/--platform may give (empty: any string the vendor tool accepts).
+    accelerator_choices: tuple[str, ...] = ()
 
     @property
     def quantized(self) -> bool:
@@ -88,9 +93,10 @@ _add(Target("openvino-int8", "openvino", "int8", "openvino", "openvino-cpu",
 # plain INT8 TFLite (verified on the host with LiteRT: the NPU runs the same integer
 # arithmetic), model_vela.tflite is Vela's output; placement comes from Vela itself.
 # Fit: Vela has no DEPTH_TO_SPACE on any Ethos-U, and on U55/U65 the 6-D pixel-shuffle
-# TRANSPOSE falls back too (U85 takes it), so "dcr" would not help: both leave one op on the
-# CPU. drop_noop_pads is exact and removes pads Vela would otherwise run.
-ETHOS_U_FIT = {"pixel_shuffle": "crd", "drop_noop_pads": True}
+# TRANSPOSE falls back to the CPU too; the exact one-hot TRANSPOSE_CONV form ("deconv") runs
+# on the NPU (pynet-v2-mobile-nonorm on U65: 174/174 ops, same PSNR as "crd" with its
+# transpose on the CPU). drop_noop_pads is exact and removes pads Vela would otherwise run.
+ETHOS_U_FIT = {"pixel_shuffle": "deconv", "drop_noop_pads": True}
 for _name, _config, _board in (("ethos-u55-int8", "ethos-u55-128", "Alif / Corstone-300"),
                                ("ethos-u65-int8", "ethos-u65-256", "i.MX 93"),
                                ("ethos-u85-int8", "ethos-u85-256", "Corstone-320")):
@@ -98,6 +104,41 @@ for _name, _config, _board in (("ethos-u55-int8", "ethos-u55-128", "Alif / Corst
                 f"INT8 TFLite compiled with Arm Vela for {_config} ({_board}); bundle has both files",
                 io_dtype="int8", min_psnr_db=MIN_PSNR_DB["int8"], delegate="ethos-u", fit=ETHOS_U_FIT,
                 accelerator_config=_config))
+
+
+# Rockchip RKNN through rknn-toolkit2 (edge-isp toolchain install rknn): the verified ONNX
+# compiled for the platform (--platform rk3576 ...), INT8 quantised with the same calibration
+# crops (NCHW); verified with rknn-toolkit2's simulator against PyTorch.
+RKNN_PLATFORMS = ("rk3588", "rk3576", "rk3566", "rk3568", "rk3562", "rv1106", "rv1103", "rk2118")
+for _prec in ("int8", "fp16"):
+    _add(Target(f"rknn-rk3588-{_prec}", "rknn", _prec, "rknn-simulator", "rknn",
+                f"RKNN {_prec.upper()} for Rockchip NPUs via rknn-toolkit2 (rk3588 default; --platform rk3576 / "
+                "rk3566 / rv1106 ...)", min_psnr_db=MIN_PSNR_DB[_prec], delegate="rknpu", accelerator_config="rk3588",
+                accelerator_choices=RKNN_PLATFORMS))
+
+# LiteRT NPU ahead-of-time compilation (edge-isp toolchain install litert-aot): the verified
+# INT8 TFLite compiled by the vendor's LiteRT compiler plugin for one SoC (--soc). The SoC
+# names are the SocModel members of ai_edge_litert.aot.vendors.<vendor>.target in
+# ai-edge-litert 2.3.0 ("ALL" left out: one SoC per bundle); tests/test_litert_aot.py checks
+# them against the installed toolchain.
+LITERT_NPU_SOCS: dict[str, tuple[str, ...]] = {
+    "intel": ("LNL", "PTL"),  # Lunar Lake (NPU4000), Panther Lake (NPU5010)
+    "qualcomm": ("SA8255", "SA8295", "SM8350", "SM8450", "SM8475", "SM8550", "SM8650", "SM8750", "SM8845",
+                 "SM8850"),
+    "mediatek": ("MT6853", "MT6877", "MT6878", "MT6879", "MT6886", "MT6893", "MT6895", "MT6897", "MT6983",
+                 "MT6985", "MT6989", "MT6991", "MT8171", "MT8188", "MT8189", "MT6993"),
+    "google-tensor": ("TENSOR_G3", "TENSOR_G4", "TENSOR_G5", "TENSOR_G6"),
+}
+for _vendor, _soc, _what in (("intel", "LNL", "Intel Core Ultra NPU (OpenVINO plugin)"),
+                             ("qualcomm", "SM8650", "Qualcomm Hexagon HTP (QNN plugin)"),
+                             ("mediatek", "MT6989", "MediaTek APU (NeuroPilot plugin)"),
+                             ("google-tensor", "TENSOR_G4", "Google Tensor TPU (Edge TPU plugin)")):
+    # No vendor publishes a static op table for its LiteRT plugin: the nearest static view is
+    # NNAPI's table at the newest API level, shown next to the plugin's placement.
+    _add(Target(f"litert-npu-{_vendor}", "litert-aot", "int8", "litert", "nnapi", default_api_level=34,
+                summary=f"INT8 TFLite compiled ahead of time by LiteRT for the {_what}; --soc picks the SoC",
+                io_dtype="int8", min_psnr_db=MIN_PSNR_DB["int8"], delegate=f"npu-{_vendor}", fit=NNAPI_INT8_FIT,
+                accelerator_config=_soc, accelerator_choices=LITERT_NPU_SOCS[_vendor]))
 
 
 def list_targets() -> list[Target]:

@@ -149,6 +149,11 @@ def open_bundle(bundle_path: Path | str, threads: int | None = None, runtime: st
     bundle = load_bundle(Path(bundle_path))
     m = bundle.manifest
     fmt = m["target"].get("format", "")
+    if fmt == "rknn":
+        # No host runtime executes .rknn (the simulator lives in the toolchain env, for verification).
+        raise BundleError(f"{bundle.path}: a .rknn model runs on a Rockchip board with rknn-toolkit-lite2; on the host "
+                          f"use the bundle's source.onnx ({bundle.path / 'source.onnx'}) with ONNX Runtime, or "
+                          "convert for a host target (e.g. --target onnx-fp32)")
     chosen = runtime or bundle.runtime
     allowed = RUNTIMES_FOR_FORMAT.get(fmt)
     if allowed is not None and chosen not in allowed:

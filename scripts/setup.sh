@@ -13,9 +13,12 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch==2.13.0 (pinned in pyproject) resolves to the CPU build; see README.
 .venv/bin/python -m pip install --quiet -e ".[all]"
-# Vendor NPU compilers pin conflicting packages: each gets its own small environment
-# (~/.cache/edge-isp/toolchains). Vela (Arm Ethos-U) is 12 s and ~100 MB.
-.venv/bin/edge-isp toolchain install vela
+# Vendor NPU compilers pin conflicting packages: each gets its own environment
+# (~/.cache/edge-isp/toolchains): Vela (Arm Ethos-U) 12 s / ~100 MB, rknn-toolkit2
+# (Rockchip) ~2 min / 1.5 GB, LiteRT AOT NPU plugins ~20 s / 340 MB. Already installed = no-op.
+for toolchain in vela rknn litert-aot; do
+  .venv/bin/edge-isp toolchain install "$toolchain"
+done
 echo "edge-isp installed in .venv ($(du -sh .venv | cut -f1))"
 if [ "${1:-}" != "--no-run" ]; then
   .venv/bin/edge-isp models
