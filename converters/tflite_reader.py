@@ -211,8 +211,10 @@ def parse_tflite(data: bytes, path: Path | None = None, subgraph: int = 0) -> Tf
             oc = model.OperatorCodes(i)
             code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
             name = _enum_names("BuiltinOperator").get(code, f"BUILTIN_{code}")
-            if name == "CUSTOM":
-                custom = oc.CustomCode()
+            custom = oc.CustomCode()
+            # LiteRT writes its DISPATCH_OP (and some vendor ops) as builtin code 0 with a custom
+            # code; code 0 is ADD, so a custom code decides what the op really is.
+            if name == "CUSTOM" or (code == 0 and custom):
                 name = f"CUSTOM:{custom.decode('utf-8', 'replace') if custom else '?'}"
             codes.append((name, code, int(oc.Version()) or 1))
 

@@ -173,6 +173,10 @@ def test_intel_partition_placement_matches_the_plugin_log(aot_env, models, tmp_p
     text = report.to_text()
     assert "RFFT2D x1" in text and "partition step" in text and "LiteRT Intel NPU plugin" in text
     assert report.summary_line().startswith("litert-npu-intel: partial delegation on LiteRT Intel NPU plugin")
+    # edge-isp's own TFLite reader sees the plugin's dispatch ops as what they are (LiteRT writes
+    # them as builtin code 0 = ADD plus a custom code), not as ADDs.
+    ops = read_tflite(Path(resp["output"])).op_counts()
+    assert ops.get("CUSTOM:DISPATCH_OP") == 2 and "ADD" not in ops, ops
 
 
 def test_intel_compile_fails_on_the_missing_npu_compiler_and_says_what_is_known(aot_env, models, tmp_path,
