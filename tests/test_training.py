@@ -236,3 +236,36 @@ def test_synthetic_profiles():
     assert f"{syn.DEFAULT_PROFILE} profile" in make_source("synthetic", batch_size=1, crop=32, seed=0).description
     with pytest.raises(InputError, match="unknown synthetic profile"):
         syn.synthetic_pairs("sepia")
+
+
+def test_white_balance_mixture_draws_wide_gains_and_keeps_old_profiles_reproducible():
+    rng = np.random.default_rng(0)
+    narrow = [syn.sample_params(rng, syn.camera_config("colour-hl")) for _ in range(400)]
+    assert min(p.blue_gain for p in narrow) >= 1.3 and min(p.red_gain for p in narrow) >= 1.6
+    rng = np.random.default_rng(0)
+    mixed = [syn.sample_params(rng, syn.camera_config("colour-wb-mix")) for _ in range(400)]
+    # Real sensors seen here need a blue gain of ~1.1 (test chart) and a red gain of ~1.2 (dog):
+    # the mixture draws such cameras (half its cameras come from the wide ranges, and about
+    # half of those fall below the typical ranges: ~25% expected).
+    low = [p for p in mixed if p.blue_gain < 1.3 or p.red_gain < 1.6]
+    assert 0.15 < len(low) / len(mixed) < 0.4
+    assert min(p.blue_gain for p in mixed) < 1.1 and min(p.red_gain for p in mixed) < 1.2
+    assert max(p.blue_gain for p in mixed) <= 2.4 and max(p.red_gain for p in mixed) <= 2.6
+    # A profile without the mixture draws no extra random number: the same stream as before.
+    a = syn.sample_params(np.random.default_rng(5), syn.UnprocessConfig())
+    b = syn.sample_params(np.random.default_rng(5), syn.UnprocessConfig(wide_gain_probability=0.0))
+    assert a.as_dict() == b.as_dict()
+    assert syn.camera_config("") == syn.UnprocessConfig()
+    with pytest.raises(InputError, match="unknown synthetic profile"):
+        syn.camera_config("sepia")
+
+
+def test_eval_on_a_profiles_cameras_is_labelled_and_differs():
+    from edge_isp.training.evaluate import evaluation_pairs
+
+    plain = evaluation_pairs("synthetic", draws=2, seed=0, max_side=64)
+    wide = evaluation_pairs("synthetic:colour-wb", draws=2, seed=0, max_side=64)
+    assert [p.name for p in plain] == [p.name for p in wide]
+    # Same photos and crops as targets, other cameras in the RAW.
+    assert all(np.array_equal(a.target, b.target) for a, b in zip(plain, wide))
+    assert not all(np.array_equal(a.raw, b.raw) for a, b in zip(plain, wide))

@@ -84,13 +84,16 @@ def evaluation_pairs(data: str = "synthetic", *, draws: int = 32, seed: int = 0,
     """The pairs to evaluate on.
 
     ``synthetic``: ``draws`` fixed unprocessed draws of the held-out photos (never used
-    in training; seed 0 here, while training validates on seed-1 draws). ``zurich:PATH``
+    in training; seed 0 here, while training validates on seed-1 draws) with the default
+    camera ranges; ``synthetic:PROFILE`` with that profile's cameras (e.g. ``colour-wb``: wide
+    white-balance gains). ``zurich:PATH``
     / ``ultraisp:PATH``: the dataset's test split. ``pairs:PATH``: a raw/ + rgb/ folder.
     """
-    if data == "synthetic":
-        from edge_isp.training.synthetic import held_out_set
+    kind, _, profile = data.partition(":")
+    if kind == "synthetic":
+        from edge_isp.training.synthetic import camera_config, held_out_set
 
-        items = held_out_set(draws, seed=seed, max_side=max_side)
+        items = held_out_set(draws, seed=seed, max_side=max_side, config=camera_config(profile))
         pairs = [EvalPair(it.name, it.raw, it.target) for it in items]
     else:
         from edge_isp.training.data import make_source
@@ -295,8 +298,9 @@ def evaluate_subject(subject: str, *, data: str = "synthetic", draws: int = 32, 
 
 
 def _dataset_label(data: str, draws: int, seed: int) -> str:
-    if data == "synthetic":
-        return f"synthetic-heldout(draws={draws},seed={seed})"
+    kind, _, profile = data.partition(":")
+    if kind == "synthetic":
+        return f"synthetic-heldout(draws={draws},seed={seed}" + (f",profile={profile})" if profile else ")")
     return data
 
 
