@@ -718,7 +718,7 @@ def _check_onnx(path: Path, table: SupportTable, target: str) -> CheckReport:
     for i, node in enumerate(proto.graph.node):
         entry = table.ops.get(node.op_type)
         ok = entry is not None or not listed
-        results.append(OpResult(i, node.op_type, 1, ok, None if ok else f"{node.op_type} is not in the {table.title} list",
+        results.append(OpResult(i, node.op_type, 1, ok, None if ok else f"{node.op_type} is not listed in {table.title}",
                                 fit=entry.fit if entry else None, output=node.output[0] if node.output else ""))
         nodes.append((list(node.input), list(node.output)))
     partitions = _apply_partitions(results, nodes, table.delegate.max_partitions, "")
