@@ -176,6 +176,11 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
         changed["depth_to_space_deconv"] = _depth_to_space_as_deconv(proto)
 
     if options.drop_noop_pads:
+        # The rewrites above may have rebuilt the node list: look the consumers up again.
+        consumers = {}
+        for n in graph.node:
+            for i in n.input:
+                consumers.setdefault(i, []).append(n)
         keep = []
         for node in graph.node:
             pads = node.input[1] if node.op_type == "Pad" and len(node.input) > 1 else None

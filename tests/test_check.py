@@ -466,15 +466,17 @@ def test_pixel_shuffle_deconv_rewrite_is_exact(tmp_path, r, channels):
     from edge_isp.converters.fit import FitOptions, one_hot_deconv_weights, rewrite_onnx
     from edge_isp.converters.onnx_export import export_onnx
 
-    model = torch.nn.Sequential(torch.nn.Conv2d(4, channels, 3, padding=1), torch.nn.PixelShuffle(r)).eval()
+    # A 1x1 reflect-padded conv exports an all-zero Pad: both rewrites together (as Ethos-U's fit).
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 1, padding_mode="reflect"),
+                                torch.nn.Conv2d(4, channels, 3, padding=1), torch.nn.PixelShuffle(r)).eval()
     path = tmp_path / "shuffle.onnx"
     export_onnx(model, (1, 4, 6, 10), path)
     x = np.random.default_rng(1).standard_normal((1, 4, 6, 10)).astype(np.float32)
     before = ort.InferenceSession(str(path)).run(None, {"bayer": x})[0]
-    changed = rewrite_onnx(path, FitOptions(pixel_shuffle="deconv"))
-    assert changed["depth_to_space_deconv"] == 1
+    changed = rewrite_onnx(path, FitOptions(pixel_shuffle="deconv", drop_noop_pads=True))
+    assert changed["depth_to_space_deconv"] == 1 and changed["noop_pads_removed"] == 1
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    assert "DepthToSpace" not in ops and ops.count("ConvTranspose") == 1
+    assert "DepthToSpace" not in ops and "Pad" not in ops and ops.count("ConvTranspose") == 1
     after = ort.InferenceSession(str(path)).run(None, {"bayer": x})[0]
     assert after.shape == before.shape == (1, channels // (r * r), 6 * r, 10 * r)
     np.testing.assert_array_equal(before, after)
