@@ -6,7 +6,8 @@ seed and ``step`` (so a resumed run sees the same batches as an uninterrupted on
 
 Specs (CLI ``--data``):
 
-- ``synthetic`` (or ``synthetic:PROFILE``, profiles ``colour`` = default, ``v1``): unprocessed
+- ``synthetic`` (or ``synthetic:PROFILE``: ``colour-wb-mix`` = default, ``colour-wb``,
+  ``colour-hl``, ``colour``, ``v1``; see ``SYNTHETIC_PROFILES``): unprocessed
   packaged photos (:mod:`edge_isp.training.synthetic`).
 - ``zurich:PATH``: the Zurich RAW-to-RGB layout (``train/huawei_raw``, ``train/canon``).
 - ``ultraisp:PATH``: the MAI 2021 / UltraISP layout (``train/mediatek_raw``, ``train/fujifilm``).
@@ -195,7 +196,7 @@ def make_source(spec: str, *, batch_size: int, crop: int, seed: int, level: int 
     """Build the data source named by ``spec`` (see the module docstring)."""
     kind, _, path = spec.partition(":")
     if kind == "synthetic":
-        # 'synthetic' = the default profile; 'synthetic:v1' / 'synthetic:colour' name one.
+        # 'synthetic' = the default profile; 'synthetic:v1', 'synthetic:colour-wb' ... name one.
         from edge_isp.training.synthetic import DEFAULT_PROFILE
 
         return SyntheticSource(batch_size=batch_size, crop=crop, seed=seed, val_draws=val_draws,
