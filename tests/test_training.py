@@ -119,7 +119,9 @@ def test_tiny_training_loss_falls_and_writes_checkpoints(tmp_path):
     from edge_isp.models import create
 
     events = []
-    result = train(tiny_config(tmp_path / "run", steps=30, val_every=15, lr=3e-3),
+    # The 'v1' cameras, as the fixed batch below: the test is about the trainer, not about
+    # how hard the default profile's cameras are.
+    result = train(tiny_config(tmp_path / "run", steps=30, val_every=15, lr=3e-3, data="synthetic:v1"),
                    progress=events.append, resume=False)
     assert result.completed and result.steps == 30
     # The loss on a fixed batch the run never trained on falls (per-batch losses are noisy).
@@ -132,7 +134,7 @@ def test_tiny_training_loss_falls_and_writes_checkpoints(tmp_path):
     after.load_state_dict(ckpt["model"])
     with torch.no_grad():
         l0, l1 = float(loss(before(x), y)[0]), float(loss(after(x), y)[0])
-    assert l1 < 0.9 * l0, (l0, l1)  # seeded: deterministic, 0.344 -> 0.303
+    assert l1 < 0.9 * l0, (l0, l1)  # seeded: deterministic
     for name in ("last.pt", "best.pt", "history.jsonl", "summary.json", "config.json"):
         assert (tmp_path / "run" / name).is_file()
     assert ckpt["step"] == 30 and ckpt["optimizer"]["state"]  # optimizer state is saved
