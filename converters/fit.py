@@ -128,6 +128,7 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
 
     if options.pixel_shuffle == "dcr":
         gathers: dict[str, Any] = {}   # DepthToSpace output -> the Gather to put before it
+        channels: dict[str, int] | None = None     # inferred once, when a Gather is needed
         for node in list(graph.node):
             if node.op_type != "DepthToSpace":
                 continue
@@ -146,7 +147,8 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
                     or conv.input[1] not in inits:
                 # No plain Conv to fold the permutation into (e.g. an Add feeds it): permute the
                 # channels with an explicit Gather instead (TFLite GATHER; still exact).
-                gathers[node.output[0]] = _permute_with_gather(graph, node, r, channel_count(proto, node.input[0]))
+                channels = channel_counts(proto) if channels is None else channels
+                gathers[node.output[0]] = _permute_with_gather(graph, node, r, channels.get(node.input[0], 0))
                 changed["depth_to_space_dcr"] += 1
                 continue
             w = numpy_helper.to_array(inits[conv.input[1]])
@@ -212,16 +214,14 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
     return changed
 
 
-def channel_count(proto: Any, tensor: str) -> int:
-    """The static channel count (dim 1) of a 4-D tensor of the graph, 0 when unknown."""
+def channel_counts(proto: Any) -> dict[str, int]:
+    """Static channel count (dim 1) of every 4-D tensor of the graph, from one shape inference."""
     onnx = require("onnx", "fit options")
 
     inferred = onnx.shape_inference.infer_shapes(proto).graph
-    for v in [*inferred.value_info, *inferred.input, *inferred.output]:
-        dims = v.type.tensor_type.shape.dim
-        if v.name == tensor and len(dims) == 4:
-            return int(dims[1].dim_value)
-    return 0
+    return {v.name: int(v.type.tensor_type.shape.dim[1].dim_value)
+            for v in [*inferred.value_info, *inferred.input, *inferred.output]
+            if len(v.type.tensor_type.shape.dim) == 4}
 
 
 def _permute_with_gather(graph: Any, node: Any, r: int, channels: int) -> Any:
@@ -261,13 +261,11 @@ def one_hot_deconv_weights(channels_in: int, r: int, mode: str) -> Any:
 
 def _depth_to_space_as_deconv(proto: Any) -> int:
     """Replace every DepthToSpace by an exact one-hot ConvTranspose; returns how many."""
-    onnx = require("onnx", "fit options")
+    require("onnx", "fit options")
     from onnx import helper, numpy_helper
 
     graph = proto.graph
-    inferred = onnx.shape_inference.infer_shapes(proto).graph
-    channels = {v.name: v.type.tensor_type.shape.dim[1].dim_value
-                for v in [*inferred.value_info, *inferred.input] if len(v.type.tensor_type.shape.dim) == 4}
+    channels = channel_counts(proto)
     nodes, count = [], 0
     for node in graph.node:
         if node.op_type != "DepthToSpace":
