@@ -704,15 +704,20 @@ def check_tflite(model: TfliteModel, table: SupportTable, target: str, levels: L
 
 # ----------------------------------------------------------------------------- other formats
 
-def _check_onnx(path: Path, table: SupportTable, target: str) -> CheckReport:
-    """Each ONNX node against the table: every op ("all-ops") or the listed op types ("onnx-op-list")."""
+def read_onnx(path: Path, purpose: str = "checking ONNX models") -> Any:
+    """The ONNX model at ``path`` (external weights not loaded); InputError when unreadable."""
     from edge_isp._deps import require
 
-    onnx = require("onnx", "checking ONNX models")
+    onnx = require("onnx", purpose)
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types
         raise InputError(f"{path} is not a readable ONNX model ({exc})") from exc
+
+
+def _check_onnx(path: Path, table: SupportTable, target: str) -> CheckReport:
+    """Each ONNX node against the table: every op ("all-ops") or the listed op types ("onnx-op-list")."""
+    proto = read_onnx(path)
     listed = table.kind == "onnx-op-list"
     results, nodes = [], []
     for i, node in enumerate(proto.graph.node):
@@ -791,6 +796,31 @@ def _resolve_artifact(path: Path, target: str | None) -> tuple[Path, str, str | 
     return path, fmt, target, None
 
 
+# Targets whose vendor compiler decides the placement, not a static table: format ->
+# (module in edge_isp.converters with a ``vendor_check``, model formats it reads, the key of
+# the manifest's "npu" section naming the SoC it compiled for; None: one per target).
+VENDOR_CHECKS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
+    "vela": ("vela", ("vela", "tflite"), None),
+    "litert-aot": ("litert_aot", ("litert-aot", "tflite"), "soc"),
+    "rknn": ("rknn", ("rknn", "onnx"), "platform"),
+}
+
+
+def _vendor_check(tgt: Any, model_file: Path, fmt: str, manifest: dict[str, Any] | None,
+                  platform: str | None) -> CheckReport:
+    """The vendor compiler's report (a bundle's own when it is for this target and SoC, else
+    the compiler run again), next to the static table's verdict for the same ops."""
+    import importlib
+
+    module, _, soc_key = VENDOR_CHECKS[tgt.format]
+    npu = (manifest or {}).get("npu")
+    reuse = bool(npu) and manifest["target"].get("name") == tgt.name and (
+        platform is None or soc_key is None or platform.lower() == str(npu.get(soc_key, "")).lower())
+    vendor = importlib.import_module(f"edge_isp.converters.{module}")
+    report, static_file = vendor.vendor_check(Path(model_file), fmt, tgt.name, npu if reuse else None, platform)
+    return compare_with_table(report, static_report(static_file, tgt.name)) if static_file.is_file() else report
+
+
 def check_bundle(path: Path, target: str | None = None, api_level: int | str | None = None,
                  accelerator: str | None = None, profiles_dir: Path | None = None, device: str | None = None,
                  max_partitions: int | None = None, platform: str | None = None) -> CheckReport:
@@ -806,43 +836,8 @@ def check_bundle(path: Path, target: str | None = None, api_level: int | str | N
         raise InputError(f"{path} is a bare model file: say which target to check it for with --target "
                          "(e.g. --target nnapi-int8)")
     tgt = get_target(target_name)
-    if tgt.format == "vela" and fmt in ("vela", "tflite"):
-        # Ethos-U: the vendor compiler decides, not a static table (converters/vela.py).
-        from edge_isp.converters import vela
-
-        if _manifest is not None and _manifest.get("npu") and _manifest["target"].get("name") == tgt.name:
-            report = vela.vela_report(_manifest["npu"], tgt.name, str(model_file))
-        else:
-            report = vela.check_with_vela(model_file, tgt.name)[0]
-        return compare_with_table(report, static_report(model_file, tgt.name))
-    if tgt.format == "litert-aot" and fmt in ("litert-aot", "tflite"):
-        # LiteRT NPU: the vendor plugin's partition step decides (converters/litert_aot.py);
-        # --platform/--soc picks the SoC (default: the bundle's, else the target's).
-        from edge_isp.converters import litert_aot
-
-        npu = (_manifest or {}).get("npu")
-        if npu and _manifest["target"].get("name") == tgt.name and (
-                platform is None or platform.lower() == str(npu.get("soc", "")).lower()):
-            report = litert_aot.aot_report(npu, tgt.name, str(model_file))
-        else:
-            report = litert_aot.check_with_litert_aot(model_file, tgt.name, soc=platform)
-        return compare_with_table(report, static_report(model_file, tgt.name))
-    if tgt.format == "rknn" and fmt in ("rknn", "onnx"):
-        # Rockchip: rknn-toolkit2 decides (converters/rknn.py); a bundle shows what it said at convert
-        # time, anything else (a bare ONNX, another --platform) is compiled again.
-        from edge_isp.converters import rknn
-
-        npu = (_manifest or {}).get("npu")
-        if npu and _manifest["target"].get("name") == tgt.name and platform in (None, npu.get("platform")):
-            report = rknn.rknn_report(npu, tgt.name, str(model_file))
-            onnx_file = Path(model_file).parent / "source.onnx"
-        else:
-            onnx_file = model_file if fmt == "onnx" else Path(model_file).parent / "source.onnx"
-            if not onnx_file.is_file():
-                raise InputError(f"{model_file} cannot be checked again without its source.onnx; pass the ONNX "
-                                 "model with --target rknn-rk3588-int8")
-            report = rknn.check_with_rknn(onnx_file, tgt.name, platform=platform)[0]
-        return compare_with_table(report, static_report(onnx_file, tgt.name)) if onnx_file.is_file() else report
+    if tgt.format in VENDOR_CHECKS and fmt in VENDOR_CHECKS[tgt.format][1]:
+        return _vendor_check(tgt, model_file, fmt, _manifest, platform)
     if tgt.format != fmt:
         raise InputError(f"target {tgt.name} is for {tgt.format} models but {model_file.name} is {fmt}; "
                          "pick a target of that format")

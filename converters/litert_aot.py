@@ -134,13 +134,6 @@ def vendor_of(target: Target) -> str:
     return vendor
 
 
-def resolve_soc(target: Target, soc: str | None) -> str:
-    """The SoC to compile for, in the target's spelling; InputError for one the vendor does not know."""
-    from edge_isp.converters.pipeline import resolve_accelerator
-
-    return str(resolve_accelerator(target, soc))
-
-
 def _run(request: dict[str, Any], timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
     from edge_isp import toolchains
 
@@ -290,9 +283,11 @@ def check_with_litert_aot(tflite_file: Path, target_name: str, soc: str | None =
 
     Only the partition step runs (offline for Intel); the full compile is ``convert``'s job.
     """
+    from edge_isp.converters.pipeline import resolve_accelerator
+
     tgt = get_target(target_name)
     vendor = vendor_of(tgt)
-    chosen = resolve_soc(tgt, soc)
+    chosen = str(resolve_accelerator(tgt, soc))
     tmp = Path(work) if work else Path(tempfile.mkdtemp(prefix="edge-isp-litert-"))
     try:
         result, resp = partition(Path(tflite_file), vendor, chosen, tmp)
@@ -306,6 +301,14 @@ def check_with_litert_aot(tflite_file: Path, target_name: str, soc: str | None =
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def vendor_check(model_file: Path, fmt: str, target: str, npu: dict[str, Any] | None,
+                 platform: str | None) -> tuple[CheckReport, Path]:
+    """For ``check_bundle``: the bundle's placement (``npu``) or the partition step run again
+    for ``platform`` (default: the target's SoC), and the file the static table reads."""
+    report = aot_report(npu, target, str(model_file)) if npu else check_with_litert_aot(model_file, target, soc=platform)
+    return report, model_file
+
+
 def build_for_pipeline(ctx: Any) -> Any:
     """The INT8 TFLite exactly as for cpu-int8 (verified on the host), compiled by the vendor plugin.
 
@@ -316,7 +319,7 @@ def build_for_pipeline(ctx: Any) -> Any:
 
     tgt = ctx.target
     vendor = vendor_of(tgt)
-    soc = resolve_soc(tgt, ctx.accelerator)
+    soc = str(ctx.accelerator)          # resolved by the pipeline (--soc or the target's default)
     pre = probe(vendor, soc)
     if not pre.get("can_partition"):
         raise missing_sdk_error(tgt.name, vendor, soc, pre)

@@ -202,10 +202,8 @@ def resolve_accelerator(target: Target, soc: str | None) -> str | None:
     """The SoC / platform a vendor-compiler target compiles for (``--soc`` / ``--platform``)."""
     if soc is None:
         return target.accelerator_config
-    if target.format not in ("rknn", "litert-aot"):
-        raise InputError(f"--soc/--platform applies to rknn-* and litert-npu-* targets, not {target.name}")
     if not target.accelerator_choices:
-        return soc
+        raise InputError(f"--soc/--platform applies to rknn-* and litert-npu-* targets, not {target.name}")
     # Case-insensitive, answered in the target's own spelling (rk3576, SM8750, TENSOR_G4).
     chosen = {c.lower(): c for c in target.accelerator_choices}.get(soc.lower())
     if chosen is None:
@@ -336,11 +334,11 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
         if built.support is not None:
             # A vendor compiler's placement, next to the static table's verdict for the same ops.
             from edge_isp.converters.check import compare_with_table, static_report
+            from edge_isp.converters.support import load_table
 
             support = built.support
-            if support.compared_table is None:
-                static_file = exported.path if target.format == "rknn" else built.main
-                compare_with_table(support, static_report(static_file, target.name))
+            static_file = exported.path if load_table(target.support_table).format == "onnx" else built.main
+            compare_with_table(support, static_report(static_file, target.name))
         else:
             support = check_artifact(built.main, target.name)
         if opts.require_full_delegation:

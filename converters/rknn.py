@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_isp.converters.check import CheckReport, OpResult, _apply_partitions
+from edge_isp.converters.check import CheckReport, OpResult, _apply_partitions, read_onnx
 from edge_isp.errors import ConversionError, InputError
 
 TOOLCHAIN = "rknn"
@@ -163,13 +163,7 @@ class OnnxNode:
 
 
 def read_onnx_nodes(path: Path) -> list[OnnxNode]:
-    from edge_isp._deps import require
-
-    onnx = require("onnx", "reading the ONNX graph RKNN compiled")
-    try:
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
-        raise InputError(f"{path} is not a readable ONNX model ({exc})") from exc
+    graph = read_onnx(path, "reading the ONNX graph RKNN compiled").graph
     return [OnnxNode(i, n.name or (n.output[0] if n.output else f"#{i}"), n.op_type, tuple(x for x in n.input if x),
                      tuple(n.output)) for i, n in enumerate(graph.node)]
 
@@ -539,10 +533,7 @@ def _precision(target_name: str) -> str:
 
 def _input_hw(nodes_path: Path) -> tuple[int, int]:
     """Packed (h, w) of a (1, 4, h, w) ONNX input: what the calibration crops must be."""
-    from edge_isp._deps import require
-
-    onnx = require("onnx", "reading the ONNX input")
-    graph = onnx.load(str(nodes_path), load_external_data=False).graph
+    graph = read_onnx(nodes_path, "reading the ONNX input").graph
     inits = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in inits]
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim] if len(inputs) == 1 else []
@@ -569,7 +560,7 @@ def check_with_rknn(onnx_file: Path, target_name: str, platform: str | None = No
         raise InputError(f"{onnx_file} does not exist")
     precision = _precision(target_name)
     tgt = get_target(target_name)
-    chosen = resolve_accelerator(tgt, platform) or "rk3588"
+    chosen = str(resolve_accelerator(tgt, platform))
     calib = make_input_sets(_input_hw(onnx_file))[0].data if precision == "int8" else None
     tmp = Path(work) if work else Path(tempfile.mkdtemp(prefix="edge-isp-rknn-"))
     try:
@@ -580,6 +571,20 @@ def check_with_rknn(onnx_file: Path, target_name: str, platform: str | None = No
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def vendor_check(model_file: Path, fmt: str, target: str, npu: dict[str, Any] | None,
+                 platform: str | None) -> tuple[CheckReport, Path]:
+    """For ``check_bundle``: the bundle's RKNN report (``npu``) or rknn-toolkit2 run again on
+    the ONNX (a bare ONNX, or a bundle's source.onnx for another platform), and the ONNX the
+    static table reads."""
+    onnx_file = model_file if fmt == "onnx" else model_file.parent / "source.onnx"
+    if npu:
+        return rknn_report(npu, target, str(model_file)), onnx_file
+    if not onnx_file.is_file():
+        raise InputError(f"{model_file} cannot be checked again without its source.onnx; pass the ONNX "
+                         "model with --target rknn-rk3588-int8")
+    return check_with_rknn(onnx_file, target, platform=platform)[0], onnx_file
+
+
 # ----------------------------------------------------------------------------- pipeline
 
 def build_for_pipeline(ctx: Any) -> Any:
@@ -587,7 +592,7 @@ def build_for_pipeline(ctx: Any) -> Any:
     from edge_isp.converters.pipeline import _Built
 
     precision = ctx.target.precision
-    platform = ctx.accelerator or ctx.target.accelerator_config or "rk3588"
+    platform = str(ctx.accelerator)     # resolved by the pipeline (--platform or the target's default)
     result = compile_rknn(ctx.onnx_path, platform, precision, ctx.work / "rknn_build",
                           calib=ctx.calib.data if precision == "int8" else None, held_out=ctx.held_out.data)
     if result.outputs is None or len(result.outputs) != len(ctx.held_out.data):

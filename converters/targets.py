@@ -35,7 +35,7 @@ class Target:
     # Vendor compiler configuration: Vela's --accelerator-config, RKNN's target_platform
     # (default; --soc/--platform overrides), the LiteRT vendor plugin's SoC model.
     accelerator_config: str | None = None
-    # Other values --soc/--platform may give (empty: any string the vendor tool accepts).
+    # The SoCs --soc/--platform may choose (empty: the target takes no --soc).
     accelerator_choices: tuple[str, ...] = ()
 
     @property

@@ -224,3 +224,11 @@ def check_with_vela(model_file: Path, target_name: str, work: Path | None = None
     finally:
         if work is None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def vendor_check(model_file: Path, fmt: str, target: str, npu: dict[str, Any] | None,
+                 platform: str | None) -> tuple[CheckReport, Path]:
+    """For ``check_bundle``: the bundle's Vela report (``npu``) or Vela run on ``model_file``,
+    and the file the static table reads. The accelerator is fixed per target (no platform)."""
+    report = vela_report(npu, target, str(model_file)) if npu else check_with_vela(model_file, target)[0]
+    return report, model_file
