@@ -58,11 +58,41 @@ class Bundle:
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    # Called inside an atomic_dir: the folder appears only once the manifest is complete.
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
 
 
+def is_bundle_dir(path: Path) -> bool:
+    """True for a folder holding an edge-isp manifest (what ``--overwrite`` may replace)."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("schema") == SCHEMA
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _plain_file_name(folder: Path, name: Any, what: str) -> str:
+    """A manifest's file name must name a file inside the bundle: no paths, no tricks."""
+    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name
+            or any(ord(ch) < 32 for ch in name)):
+        raise BundleError(f"bundle {folder}: {what} {name!r} is not a plain file name inside the bundle; "
+                          f"the manifest was edited or damaged: re-run 'edge-isp convert'")
+    return name
+
+
+def is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
 def load_bundle(path: Path) -> Bundle:
-    """Open a bundle folder (or its manifest.json) and check its files are all there."""
+    """Open a bundle folder (or its manifest.json) and check its files are all there.
+
+    File names in the manifest must be plain names inside the folder and a recorded hash
+    must be 64 hex digits: later steps put both into device shells and remote paths.
+    """
     path = Path(path)
     folder = path.parent if path.name == MANIFEST else path
     manifest_path = folder / MANIFEST
@@ -70,12 +100,35 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(f"{folder} is not an edge-isp bundle (no {MANIFEST}); pass a folder made by 'edge-isp convert'")
     try:
         manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{manifest_path} is not valid JSON ({exc}); re-run 'edge-isp convert'") from exc
-    if manifest.get("schema") != SCHEMA:
-        raise BundleError(f"{manifest_path} has schema {manifest.get('schema')!r}, expected {SCHEMA!r}")
-    artifact = manifest.get("artifact", {})
-    for name in [artifact.get("file", "")] + list(artifact.get("extra_files", [])):
-        if not name or not (folder / name).is_file():
-            raise BundleError(f"bundle {folder} is incomplete: {name or 'model file'} is missing; re-run 'edge-isp convert'")
+    except (ValueError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
+        raise BundleError(f"{manifest_path} cannot be read as JSON ({reason}); re-run 'edge-isp convert'") from exc
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        schema = manifest.get("schema") if isinstance(manifest, dict) else None
+        raise BundleError(f"{manifest_path} has schema {schema!r}, expected {SCHEMA!r}")
+    artifact = manifest.get("artifact")
+    if not isinstance(artifact, dict) or not isinstance(manifest.get("target"), dict):
+        raise BundleError(f"{manifest_path} has no 'artifact'/'target' sections; re-run 'edge-isp convert'")
+    extra = artifact.get("extra_files", [])
+    if not isinstance(extra, list):
+        raise BundleError(f"{manifest_path}: artifact.extra_files is not a list; re-run 'edge-isp convert'")
+    names = [_plain_file_name(folder, artifact.get("file"), "artifact.file")]
+    names += [_plain_file_name(folder, name, "artifact.extra_files entry") for name in extra]
+    for name in names:
+        if not (folder / name).is_file():
+            raise BundleError(f"bundle {folder} is incomplete: {name} is missing; re-run 'edge-isp convert'")
+    sha = artifact.get("sha256")
+    if sha is not None and not is_sha256(sha):
+        raise BundleError(f"bundle {folder}: artifact.sha256 {str(sha)[:80]!r} is not a SHA-256 hex digest; "
+                          f"the manifest was edited or damaged: re-run 'edge-isp convert'")
     return Bundle(folder, manifest)
+
+
+def verify_bundle_files(bundle: Bundle) -> str:
+    """The model file's SHA-256, checked against the manifest: a tampered bundle is refused."""
+    actual = file_sha256(bundle.model_file)
+    recorded = bundle.manifest["artifact"].get("sha256")
+    if recorded is not None and recorded != actual:
+        raise BundleError(f"bundle {bundle.path}: {bundle.model_file.name} does not match the SHA-256 in its manifest "
+                          f"(changed after conversion); re-run 'edge-isp convert'")
+    return actual

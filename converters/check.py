@@ -32,16 +32,14 @@ from edge_isp.converters.support import (
     parse_level,
 )
 from edge_isp.converters.tflite_reader import OperatorInfo, TensorInfo, TfliteModel, read_tflite
-from edge_isp.errors import EdgeIspError, InputError
+from edge_isp.errors import CheckFailedError, InputError
 
 VERDICTS = ("full", "partial", "none")
 REQUIRE_LEVELS = ("full", "partial", "any")
 
 
-class DelegationError(EdgeIspError):
+class DelegationError(CheckFailedError):
     """The model is not delegated as much as the user required (--require / --require-full-delegation)."""
-
-    exit_code = 5
 
 
 def require_delegation(report: "CheckReport", require: str = "full") -> None:

@@ -27,6 +27,12 @@ class OpenVinoBuild:
     quantization: dict[str, Any] = field(default_factory=dict)
 
 
+def op_types(onnx_path: Path) -> set[str]:
+    """The OpenVINO op types of the model as OpenVINO reads it (what NNCF's scopes name)."""
+    ov = require("openvino", "OpenVINO conversion")
+    return {op.get_type_name() for op in ov.convert_model(str(onnx_path)).get_ops()}
+
+
 def convert_ir(onnx_path: Path, out_xml: Path, precision: str) -> OpenVinoBuild:
     """FP32 or FP16-weight IR from ONNX (the .bin lands beside the .xml)."""
     ov = require("openvino", "OpenVINO conversion")

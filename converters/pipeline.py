@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_isp._atomic import atomic_dir
+from edge_isp._atomic import atomic_dir, guard_folder
 from edge_isp._resources import peak_rss_mb, reset_peak_rss
 from edge_isp.converters import bundle as _bundle
 from edge_isp.converters.calibration import DEFAULT_CALIB_SAMPLES, DEFAULT_VERIFY_SAMPLES, InputSet, make_input_sets
 from edge_isp.converters.fit import FitOptions, fitted_export
 from edge_isp.converters.targets import Target, get_target
 from edge_isp.converters.verify import Verification, compare_outputs, require_passed
-from edge_isp.errors import InputError
+from edge_isp.errors import InputError, OutputError
 
 def _default_spec():
     from edge_isp.models.pretrained import DEFAULT
@@ -40,6 +40,8 @@ DEFAULT_MODEL = _default_spec().name
 KEEP_FLOAT_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     "norm": {"tflite": (), "openvino": ("MVN",)},
 }
+# ONNX op types that are normalisation layers: what "--keep-float norm" needs to exist.
+NORM_ONNX_OPS = ("InstanceNormalization", "LayerNormalization", "GroupNormalization")
 
 
 @dataclass
@@ -68,6 +70,7 @@ class ConvertOptions:
     # LiteRT plugin SoC); None = the target's default (Target.accelerator_config).
     soc: str | None = None
     output: Path | None = None
+    overwrite: bool = False                          # replace an existing bundle at `output`
 
 
 @dataclass
@@ -119,6 +122,39 @@ def _keep_float(ctx: _Context, fmt: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ops))
 
 
+def _has_norm(op_types: dict[str, int]) -> bool:
+    return any(op in op_types for op in NORM_ONNX_OPS)
+
+
+def _check_keep_float(ctx: _Context, fmt: str, graph_ops: set[str]) -> None:
+    """Every op type named in --keep-float must exist in the graph being quantised."""
+    from edge_isp._names import did_you_mean
+
+    ops = {o.upper() for o in graph_ops}
+    for name in ctx.opts.keep_float:
+        if name == "norm":
+            continue  # checked on the ONNX graph before the work (require_keep_float_fits)
+        for op in KEEP_FLOAT_ALIASES.get(name, {}).get(fmt, (name,)):
+            if op.upper() not in ops:
+                raise InputError(f"--keep-float {name}: the {fmt} graph of {ctx.opts.model} has no {op} op"
+                                 f"{did_you_mean(op.upper(), sorted(ops))}; its ops are {', '.join(sorted(ops))}")
+
+
+def _advice(ctx: _Context, op_types: dict[str, int]) -> str:
+    """What to try when verification fails: only advice that fits this model and target."""
+    tips = []
+    if ctx.target.quantized:
+        if _has_norm(op_types) and "norm" not in ctx.opts.keep_float:
+            tips.append("keep the normalisation layers in float with --keep-float norm")
+        tips.append("see which layers lose most with --layer-report")
+        if ctx.opts.calib_dir is None:
+            tips.append("calibrate on your own RAW files with --calib DIR")
+        else:
+            tips.append("calibrate on more crops with --calib-samples")
+    tips.append("or lower the bar knowingly with --min-psnr")
+    return "; ".join(tips)
+
+
 def _build_onnx(ctx: _Context) -> _Built:
     return _Built(ctx.onnx_path)
 
@@ -132,6 +168,7 @@ def _build_tflite(ctx: _Context) -> _Built:
     if ctx.target.precision == "fp16":
         return _Built(f16, quantization={"weights": "float16", "activations": "float32 (delegates may run fp16)"})
     io_dtype = ctx.opts.io_dtype or ctx.target.io_dtype
+    _check_keep_float(ctx, "tflite", tflite.op_names(f32))
     calibrated = tflite.calibrate(saved, ctx.calib.data)
     keep = tuple(op.upper() for op in _keep_float(ctx, "tflite"))
     nodes = tuple(tflite.norm_island_nodes(f32)) if "norm" in ctx.opts.keep_float else ()
@@ -146,6 +183,7 @@ def _build_openvino(ctx: _Context) -> _Built:
 
     xml = ctx.work / "model.xml"
     if ctx.target.quantized:
+        _check_keep_float(ctx, "openvino", openvino_ir.op_types(ctx.onnx_path))
         built = openvino_ir.quantize_ir(ctx.onnx_path, xml, ctx.calib.data, preset=ctx.opts.nncf_preset,
                                         keep_float_types=_keep_float(ctx, "openvino"))
     else:
@@ -262,23 +300,36 @@ def default_output(opts: ConvertOptions) -> Path:
     return Path("edge-isp-out") / f"{opts.model}_{opts.target}"
 
 
+def _work_folder() -> Path:
+    try:
+        return Path(tempfile.mkdtemp(prefix="edge-isp-convert-"))
+    except OSError as exc:
+        raise OutputError(f"cannot create a work folder in {tempfile.gettempdir()} ({exc.strerror}); "
+                          f"set TMPDIR to a writable folder with a few GB free") from exc
+
+
 def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage: None) -> ConversionResult:
     """Convert, verify and bundle; raises an EdgeIspError on any failure, writing nothing."""
     from edge_isp._deps import require
-    from edge_isp.models import count_params, create, model_info
+    from edge_isp.models import check_options, count_params, create, model_info
     from edge_isp.models.weights import load_weights, weights_sha256
 
     target = get_target(opts.target)
     opts = with_default_model(opts)
     info = model_info(opts.model)
+    check_options(opts.model, opts.model_options)
     fit = FitOptions.parse({**target.fit, **opts.fit})
     accelerator = resolve_accelerator(target, opts.soc)
     mosaic_hw = resolve_input_size(opts.model, opts.input_size)
     packed_hw = (mosaic_hw[0] // 2, mosaic_hw[1] // 2)
     if opts.calib_samples < 1 or opts.verify_samples < 1:
         raise InputError("--calib-samples and --verify-samples must be at least 1")
+    if opts.keep_float and not target.quantized:
+        raise InputError(f"--keep-float applies to INT8 targets; {target.name} is {target.precision}: drop the flag")
     torch = require("torch", "conversion")
     out_dir = Path(opts.output) if opts.output else default_output(opts)
+    # Before any work: never replace what is not a bundle; a bundle only with --overwrite.
+    guard_folder(out_dir, kind="bundle", is_ours=_bundle.is_bundle_dir, overwrite=opts.overwrite)
     timings: dict[str, float] = {}
     reset_peak_rss()
     started = time.perf_counter()
@@ -301,10 +352,13 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
         reference = model(torch.from_numpy(held_out.data)).numpy()
     done()
 
-    work = Path(tempfile.mkdtemp(prefix="edge-isp-convert-"))
+    work = _work_folder()
     try:
         done = stage("onnx")
         exported = fitted_export(fit)(model, (1, 4, *packed_hw), work / "model.onnx")
+        if "norm" in opts.keep_float and not _has_norm(exported.op_types):
+            raise InputError(f"--keep-float norm: {opts.model} has no normalisation layers (none of "
+                             f"{', '.join(NORM_ONNX_OPS)} in its graph); drop the flag")
         done()
 
         done = stage(target.format)
@@ -325,8 +379,8 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
             output = runner.run(held_out.data)
             verification = compare_outputs(reference, output, threshold, target.runtime)
         done()
-        require_passed(verification, f"the {target.name} artifact", hint=_layout_hint(
-            exported.path, mosaic_hw, 2 * info.input_multiple) if target.format in ("tflite", "vela") else "")
+        layout = _layout_hint(exported.path, mosaic_hw, 2 * info.input_multiple) if target.format in ("tflite", "vela") else ""
+        require_passed(verification, f"the {target.name} artifact", hint=layout or _advice(ctx, exported.op_types))
 
         done = stage("check")
         from edge_isp.converters.check import check_artifact, require_delegation
@@ -376,7 +430,8 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
             "verification": {**verification.to_dict(), "inputs": held_out.description},
             "tools": _bundle.tool_versions(),
         }
-        with atomic_dir(out_dir) as tmp:
+        replace = _bundle.is_bundle_dir if opts.overwrite else (lambda path: False)
+        with atomic_dir(out_dir, may_replace=replace) as tmp:
             shutil.copy2(built.main, tmp / artifact_name)
             for extra in built.extra:
                 shutil.copy2(extra, tmp / extra.name)

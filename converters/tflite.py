@@ -215,6 +215,13 @@ def _layer_errors(calibrated: bytes, calib_nchw: np.ndarray, per_channel: bool, 
 
 
 # Elementwise ops an InstanceNorm lowers into; an island grows through these only.
+def op_names(tflite_path: Path) -> set[str]:
+    """The builtin op names (CONV_2D, MEAN, ...) of a TFLite model: what --keep-float names."""
+    from edge_isp.converters.tflite_reader import read_tflite
+
+    return set(read_tflite(tflite_path).op_counts())
+
+
 _NORM_CHAIN_OPS = frozenset({"MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SUB", "MUL", "ADD", "SQRT", "DIV"})
 
 

@@ -17,7 +17,7 @@ PSNR_CEILING_DB = 300.0
 @dataclass(frozen=True)
 class Verification:
     psnr_db: float              # mean over samples of the RGB image PSNR (outputs clipped to [0,1])
-    min_sample_psnr_db: float
+    min_sample_psnr_db: float   # the worst held-out sample: the bar applies to this one
     max_abs_err: float
     min_psnr_db: float          # the threshold applied
     samples: int
@@ -52,16 +52,18 @@ def compare_outputs(reference: np.ndarray, output: np.ndarray, min_psnr_db: floa
         psnr_db=round(mean, 3), min_sample_psnr_db=round(float(np.min(per)), 3),
         max_abs_err=float(np.max(np.abs(ref - out))) if np.all(np.isfinite(output)) else math.inf,
         min_psnr_db=float(min_psnr_db), samples=int(len(ref)), runtime=runtime,
-        passed=bool(mean >= min_psnr_db),
+        # Every held-out picture must clear the bar: a good mean can hide one broken photo.
+        passed=bool(np.min(per) >= min_psnr_db),
     )
 
 
 def require_passed(v: Verification, what: str, hint: str = "") -> None:
-    """Raise unless ``v`` passed; ``hint`` (a likely cause and its fix) replaces the generic advice."""
+    """Raise unless ``v`` passed; ``hint`` (the likely cause and its fix, for this model and
+    target) replaces the generic advice."""
     if not v.passed:
-        advice = hint or ("try the fit options (e.g. --keep-float norm) or lower the bar knowingly "
-                          "with --min-psnr")
+        advice = hint or "lower the bar knowingly with --min-psnr"
         raise VerificationError(
-            f"{what} differs from PyTorch: {v.psnr_db:.1f} dB PSNR < {v.min_psnr_db:.1f} dB required "
+            f"{what} differs from PyTorch: worst held-out sample {v.min_sample_psnr_db:.1f} dB PSNR "
+            f"(mean {v.psnr_db:.1f} dB over {v.samples}) < {v.min_psnr_db:.1f} dB required "
             f"(max abs error {v.max_abs_err:.4f}); no artifact was written; {advice}"
         )

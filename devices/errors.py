@@ -5,13 +5,13 @@ Every message says what went wrong and what to do next; the CLI prints it as one
 
 from __future__ import annotations
 
-from edge_isp.errors import EdgeIspError, InputError, UnknownNameError
+from edge_isp.errors import EXIT_DEVICE, EdgeIspError, InputError, UnknownNameError
 
 
 class DeviceError(EdgeIspError):
     """Something about a device (phone, board) or the way to reach it went wrong."""
 
-    exit_code = 5
+    exit_code = EXIT_DEVICE
 
 
 class DeviceNotFoundError(DeviceError):

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_isp._atomic import atomic_path
+from edge_isp._atomic import atomic_path, ensure_writable_folder
 from edge_isp._resources import peak_rss_mb, reset_peak_rss
-from edge_isp.errors import EdgeIspError, InputError
+from edge_isp.errors import EdgeIspError, InputError, UsageError
 
 DEFAULT_OUTPUT_DIR = Path("edge-isp-out") / "process"
 # PyTorch tiles (the reference runner takes any size): the largest tile, RAW mosaic px.
@@ -96,7 +96,7 @@ def load_runner(bundle: Path | str | None = None, model: str | None = None, *, w
     from edge_isp.runtimes.bundle_runner import open_bundle, open_model
 
     if bundle is not None and model is not None:
-        raise InputError("give either --bundle or --model, not both")
+        raise UsageError("give either --bundle or --model, not both")
     if bundle is not None:
         return open_bundle(bundle, threads=threads, runtime=runtime)
     if model is None and weights is None and not options:
@@ -131,6 +131,30 @@ def output_path(source: Path, output_dir: Path, ext: str, taken: set[Path] | Non
     if taken is not None:
         taken.add(path)
     return path
+
+
+def plan_outputs(sources: Iterable[Path | str], output_dir: Path | str, ext: str, *,
+                 overwrite: bool = False) -> list[tuple[Path, Path]]:
+    """(source, output) pairs, checked before any inference: every source exists, the
+    folder is writable, and no existing image is replaced unless ``overwrite``."""
+    output_dir = Path(output_dir)
+    sources = [Path(s) for s in sources]
+    missing = [str(s) for s in sources if not s.is_file()]
+    if missing:
+        raise InputError(f"{len(missing)} photo(s) not found or not a file: {', '.join(missing[:3])}"
+                         f"{' ...' if len(missing) > 3 else ''}; check the paths")
+    ensure_writable_folder(output_dir, "--output")
+    taken: set[Path] = set()
+    pairs = [(s, output_path(s, output_dir, ext, taken)) for s in sources]
+    existing = [str(o) for _, o in pairs if o.exists() or o.is_symlink()]
+    if existing and not overwrite:
+        raise InputError(f"{len(existing)} output image(s) exist already ({', '.join(existing[:3])}"
+                         f"{' ...' if len(existing) > 3 else ''}); pass --overwrite to replace them or choose "
+                         f"another --output folder")
+    folders = [o for _, o in pairs if o.is_dir()]
+    if folders:
+        raise InputError(f"{folders[0]} is a folder where an output image would go; choose another --output folder")
+    return pairs
 
 
 def write_quantised(path: Path, data: np.ndarray, quality: int = 95) -> Path:
@@ -220,7 +244,7 @@ def process_file(runner: Any, source: Path, output: Path, *, bits: int = 8, over
 def process_files(sources: Iterable[Path | str], output_dir: Path | str = DEFAULT_OUTPUT_DIR, *, runner: Any = None,
                   bundle: Path | str | None = None, model: str | None = None, ext: str = ".png", bits: int = 8,
                   overlap: int = DEFAULT_OVERLAP, quality: int = 95, threads: int | None = None,
-                  raw_layout: dict[str, Any] | None = None,
+                  raw_layout: dict[str, Any] | None = None, overwrite: bool = False,
                   on_start: Callable[[Path, int], None] | None = None,
                   on_tile: Callable[[int, int], None] | None = None,
                   on_done: Callable[[FileResult], None] | None = None) -> ProcessReport:
@@ -230,16 +254,15 @@ def process_files(sources: Iterable[Path | str], output_dir: Path | str = DEFAUL
     progress display.
     """
     ext = check_output_format(ext, bits)
+    pairs = plan_outputs(sources, output_dir, ext, overwrite=overwrite)  # before the (slow) model
     if runner is None:
         runner = load_runner(bundle=bundle, model=model, threads=threads)
     info = runner.describe() if hasattr(runner, "describe") else {"runtime": getattr(runner, "runtime", "?")}
     report = ProcessReport(runner=info)
-    taken: set[Path] = set()
-    for index, source in enumerate(sources):
-        source = Path(source)
+    for index, (source, output) in enumerate(pairs):
         if on_start is not None:
             on_start(source, index)
-        result = process_file(runner, source, output_path(source, Path(output_dir), ext, taken), bits=bits,
+        result = process_file(runner, source, output, bits=bits,
                               overlap=overlap, quality=quality, raw_layout=raw_layout, progress=on_tile)
         report.results.append(result)
         if on_done is not None:
@@ -247,5 +270,5 @@ def process_files(sources: Iterable[Path | str], output_dir: Path | str = DEFAUL
     return report
 
 
-__all__ = ["DEFAULT_OUTPUT_DIR", "FileResult", "ProcessReport", "load_runner", "output_path", "process_file",
+__all__ = ["DEFAULT_OUTPUT_DIR", "FileResult", "ProcessReport", "load_runner", "output_path", "plan_outputs", "process_file",
            "process_files", "process_image", "write_quantised"]

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_isp.errors import EdgeIspError, InputError
+from edge_isp.errors import InputError
 
 ENV_VAR = "EDGE_ISP_RESULTS"
 DEFAULT_FILENAME = "edge-isp-results.sqlite"
@@ -41,8 +41,20 @@ BUSY_TIMEOUT_S = 60.0
 SERIES_KEY = ("model", "target", "runtime", "device", "kind")
 
 
-class ResultsStoreError(EdgeIspError):
+class ResultsStoreError(InputError):
     """The results file cannot be opened, read or written."""
+
+
+def parse_since(text: str) -> str:
+    """An ISO date or date-time (UTC unless it says otherwise) as the store writes times."""
+    try:
+        when = _dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"--since {text!r} is not an ISO date or date-time (for example 2026-11-01 "
+                         f"or 2026-11-01T12:00)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return when.astimezone(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _now() -> str:
@@ -158,6 +170,9 @@ class ResultsStore:
                 self._init(conn)
             yield conn
         except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise ResultsStoreError(f"{self.path} is not an edge-isp results store ({exc}); pass another "
+                                        f"--results file, or move this one away to start a new store") from exc
             raise ResultsStoreError(f"results store {self.path} failed: {exc}") from exc
         finally:
             conn.close()
@@ -226,7 +241,7 @@ class ResultsStore:
                 args.append(value)
         if since:
             where.append("created >= ?")
-            args.append(since)
+            args.append(parse_since(since))
         sql = f"SELECT {_COLUMNS} FROM measurements"
         if where:
             sql += " WHERE " + " AND ".join(where)

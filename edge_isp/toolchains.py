@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp._names import lookup
-from edge_isp.errors import EdgeIspError
+from edge_isp.errors import EXIT_MISSING_DEPENDENCY, EdgeIspError
 
 REQUEST_SCHEMA = "edge-isp/toolchain-request@1"
 RESPONSE_SCHEMA = "edge-isp/toolchain-response@1"
@@ -32,7 +32,7 @@ INSTALL_TIMEOUT_S = 900.0
 class ToolchainError(EdgeIspError):
     """An isolated toolchain is missing, failed, timed out or answered garbage."""
 
-    exit_code = 3
+    exit_code = EXIT_MISSING_DEPENDENCY
 
 
 @dataclass(frozen=True)

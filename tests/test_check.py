@@ -364,7 +364,7 @@ def test_cli_check_json_exit_codes_and_errors(tmp_path, tiny_models):
     res = runner.invoke(app, ["check", model, "--target", "nnapi-fp16", "--api-level", "FL7"])
     assert res.exit_code == 0 and "full delegation" in res.output
     res = runner.invoke(app, ["check", model, "--target", "nnapi-fp16", "--api-level", "30", "--require", "full"])
-    assert isinstance(res.exception, DelegationError) and res.exception.exit_code == 5
+    assert isinstance(res.exception, DelegationError) and res.exception.exit_code == 1
     res = runner.invoke(app, ["check", model, "--target", "gpu-fp16", "--require", "full"])
     assert res.exit_code == 0
     # The console entry point turns errors into one line and a non-zero exit.
@@ -378,7 +378,7 @@ def test_cli_check_json_exit_codes_and_errors(tmp_path, tiny_models):
                        ([model, "--target", "nnapi-fp16", "--api-level", "99"], "not an API level")]:
         proc = subprocess.run([sys.executable, "-c", "from edge_isp.cli import main; main()", "check", *args],
                               capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2, proc.stderr
+        assert proc.returncode == 3, proc.stderr
         assert text in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -57,12 +57,13 @@ def test_render_writes_a_png(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "code", "words"), [
-    (["convert", "--target", "nnapi-int9"], 2, "unknown target"),
-    (["convert", "no-such-model", "--target", "onnx-fp32"], 2, "unknown model"),
-    (["convert", "microisp", "--input-size", "big"], 2, "is not HxW"),
-    (["raw-info", "/nonexistent/file.dng"], 2, "no such file"),
-    (["raw-info", "x.raw"], 2, "no such file"),
-    (["render", "-o", "out.bmp"], 2, "bmp"),
+    (["convert", "--target", "nnapi-int9"], 3, "unknown target"),
+    (["convert", "no-such-model", "--target", "onnx-fp32"], 3, "unknown model"),
+    (["convert", "microisp", "--input-size", "big"], 3, "is not HxW"),
+    (["raw-info", "/nonexistent/file.dng"], 3, "no such file"),
+    (["raw-info", "x.raw"], 3, "no such file"),
+    (["render", "-o", "out.bmp"], 3, "bmp"),
+    (["convert", "--no-such-flag"], 2, "no such option"),
 ])
 def test_errors_are_one_line_with_nonzero_exit(tmp_path, args, code, words):
     proc = run(*args, cwd=tmp_path)

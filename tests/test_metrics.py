@@ -406,7 +406,7 @@ def test_numpy_input_errors(fn, reference, test, match) -> None:  # type: ignore
     with pytest.raises(InputError, match=match) as info:
         fn(reference, test)
     assert "\n" not in str(info.value)
-    assert isinstance(info.value, EdgeIspError) and info.value.exit_code == 2
+    assert isinstance(info.value, EdgeIspError) and info.value.exit_code == 3
 
 
 def test_size_errors_say_the_minimum() -> None:

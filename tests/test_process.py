@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_isp.cli import app
-from edge_isp.errors import InputError
+from edge_isp.errors import InputError, UsageError
 from edge_isp.process import load_runner, output_path, process_files, process_image
 from edge_isp.raw import read_raw
 
@@ -108,7 +108,7 @@ def test_bad_output_options_fail_before_work(tmp_path: Path) -> None:
         process_files([], tmp_path, runner=_Loaded(), ext=".jpg", bits=16)
     with pytest.raises(InputError, match="cannot write"):
         process_files([], tmp_path, runner=_Loaded(), ext=".bmp")
-    with pytest.raises(InputError, match="either"):
+    with pytest.raises(UsageError, match="either"):
         load_runner(bundle="x", model="y")
 
 

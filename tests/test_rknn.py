@@ -296,7 +296,7 @@ def test_rknn_bundle_cannot_run_on_the_host_with_one_clear_line(int8_bundle, tmp
         open_bundle(folder)
     proc = subprocess.run([sys.executable, "-m", "edge_isp.cli", "process", "--bundle", str(folder),
                            "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 3, proc.stderr
     assert "rknn-toolkit-lite2" in proc.stderr and "Traceback" not in proc.stderr
     assert not any((tmp_path / "out").glob("*.png")) if (tmp_path / "out").exists() else True
     json.loads((folder / "manifest.json").read_text())   # the bundle is untouched

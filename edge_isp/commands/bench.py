@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from edge_isp.commands._common import JsonFlag, err, out, parse_hw, print_json
@@ -65,7 +64,7 @@ def bench(
                       f"{r.mosaic_hw[0]}x{r.mosaic_hw[1]}", str(r.threads or f"{r.threads_used}*"),
                       f"{r.load_time_ms:.0f}", f"{s.mean:.1f}", f"{s.median:.1f}", f"{s.p90:.1f}", f"{s.p99:.1f}",
                       f"{s.min:.1f}", f"{s.stdev:.1f}", f"{r.throughput_fps:.1f}", f"{r.peak_rss_mb:.0f}", str(r.runs))
-    (out if out.is_terminal else Console(width=220)).print(table)
+    out.print(table)
     out.print("latency in ms; thr* = the runtime's default thread count", style="dim")
     if ids:
         from edge_isp.results import ResultsStore

@@ -35,7 +35,8 @@ def convert(
     soc: Optional[str] = typer.Option(None, "--soc", "--platform", help="SoC / platform for vendor-compiler targets (rknn-*: rk3576, rv1106 ...; litert-npu-*: SM8650, MT6989 ...)."),
     raw_option: list[str] = typer.Option([], "--raw-option", help="RAW layout for --calib files, key=value (width=, height=, cfa=, black_level=, white_level=)."),
     seed: int = typer.Option(0, "--seed"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle folder to write."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle folder to write (new, empty, or an earlier bundle with --overwrite)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at the output folder (never anything else)."),
     results: Optional[Path] = typer.Option(None, "--results", help="Results store for vendor-compiler estimates (default $EDGE_ISP_RESULTS or ./edge-isp-results.sqlite)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not record vendor-compiler estimates."),
     as_json: bool = JsonFlag,
@@ -53,7 +54,7 @@ def convert(
         verify_samples=verify_samples, seed=seed, min_psnr_db=min_psnr, keep_float=tuple(keep_float),
         per_channel=not per_tensor, io_dtype=io_dtype, nncf_preset=nncf_preset, layer_report=layer_report,
         fit=parse_options(fit, "fit option"), require_full_delegation=require_full,
-        raw_layout=parse_options(raw_option, "RAW option"), soc=soc, output=output,
+        raw_layout=parse_options(raw_option, "RAW option"), soc=soc, output=output, overwrite=overwrite,
     )
     if as_json:
         result = run_convert(opts)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from edge_isp.commands._common import JsonFlag, err, out, print_json
@@ -26,8 +25,12 @@ def gate(
     as_json: bool = JsonFlag,
 ) -> None:
     """Evaluate budgets (latency, memory, quality, regressions) on stored results: pass/fail for CI."""
+    from edge_isp._atomic import ensure_writable_file
     from edge_isp.budgets import gate as run_gate
 
+    for path, flag in ((junit, "--junit"), (json_out, "--json-out")):
+        if path is not None:
+            ensure_writable_file(path, flag)  # before the work, not after it
     report = run_gate(budgets, results=results, baseline=baseline, junit=junit, json_path=json_out)
     if as_json:
         print_json(report.to_dict())
@@ -40,7 +43,7 @@ def gate(
             table.add_row(f"[{_STYLE[r.status]}]{r.status.upper()}[/]", r.model or "*", r.target or "*",
                           r.runtime or "*", r.device or "*", r.check,
                           "" if r.value is None else f"{r.value:.4g}", "" if r.limit is None else f"{r.limit:.4g}", margin)
-        (out if out.is_terminal else Console(width=220)).print(table)
+        out.print(table)
         for r in report.results:
             if r.status in ("missing", "skipped"):
                 err.print(f"[{_STYLE[r.status]}]{r.status}:[/] {r.budget}: {r.check}: {r.message}", highlight=False, soft_wrap=True)

@@ -17,6 +17,7 @@ app = typer.Typer()
 def process(
     photos: Optional[list[Path]] = typer.Argument(None, help="RAW files (DNG/CR2/NEF/..., headerless .raw, Bayer PNG/TIFF); default: the bundled sample."),
     output_dir: Path = typer.Option(Path("edge-isp-out/process"), "--output", "-o", help="Folder for the images."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace output images that exist already."),
     bundle: Optional[Path] = typer.Option(None, "--bundle", "-b", help="Bundle folder made by 'edge-isp convert'."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry model run in PyTorch (the reference)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="State-dict checkpoint for --model."),
@@ -34,7 +35,7 @@ def process(
     as_json: bool = JsonFlag,
 ) -> None:
     """Process RAW photos into RGB images (tiled with blending when larger than the model)."""
-    from edge_isp.process import check_output_format, load_runner, process_files
+    from edge_isp.process import check_output_format, load_runner, plan_outputs, process_files
 
     layout: dict[str, Any] = {k: v for k, v in {
         "width": width, "height": height, "dtype": dtype, "byte_order": byte_order, "cfa": cfa,
@@ -47,6 +48,7 @@ def process(
         layout = {**SAMPLE_LAYOUT, **layout}
         if not as_json:
             err.print("no photos given: processing the bundled sample")
+    plan_outputs(photos, output_dir, ext, overwrite=overwrite)  # seconds, not after minutes of inference
     with err.status("loading the model"):
         runner = load_runner(bundle=bundle, model=model, weights=weights, threads=threads, runtime=runtime)
     if getattr(runner, "warning", None):
@@ -75,7 +77,7 @@ def process(
 
     with progress:
         report = process_files(photos, output_dir, runner=runner, ext=ext, bits=bits, overlap=overlap,
-                               quality=quality, raw_layout=layout, on_start=on_start, on_tile=on_tile, on_done=on_done)
+                               quality=quality, raw_layout=layout, overwrite=overwrite, on_start=on_start, on_tile=on_tile, on_done=on_done)
     if as_json:
         print_json(report.to_dict())
     else:

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from edge_isp.commands._common import JsonFlag, out
+from edge_isp._names import did_you_mean
 from edge_isp.errors import InputError
 
 app = typer.Typer()
@@ -35,11 +35,15 @@ def results(
     as_json: bool = JsonFlag,
 ) -> None:
     """List, filter and export the results store (bench, device profiles, evals)."""
-    from edge_isp._atomic import write_text_atomic
+    from edge_isp._atomic import ensure_writable_file, write_text_atomic
     from edge_isp.results import KINDS, ResultsStore, to_csv, to_json
 
     if kind is not None and kind not in KINDS:
         raise InputError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
+    if output is not None:
+        if export is None and not as_json:
+            raise InputError("-o/--output writes an export: add --export csv or --export json")
+        ensure_writable_file(output, "--output")
     rs = ResultsStore(store)
     rows = rs.query(model=model, target=target, device=device, kind=kind, latest=latest, runtime=runtime,
                     commit=commit, since=since, limit=limit)
@@ -59,6 +63,11 @@ def results(
         out.print(f"no results in {rs.path} match" if rs.path.exists() else f"no results store at {rs.path} yet "
                   "(run 'edge-isp bench' to make one)")
         return
+    known = sorted({k for r in rows for k in r.metrics})
+    for name in metric:
+        if name not in known:
+            raise InputError(f"--metric {name!r}: no matching row has that metric{did_you_mean(name, known)}; "
+                             f"these rows have: {', '.join(known)}")
     shown = list(metric) or [k for k in _SHOWN if any(k in r.metrics for r in rows)]
     table = Table(title=f"{len(rows)} result(s) in {rs.path}")
     for col in ("id", "created", "kind", "model", "target", "runtime", "device", "commit", *shown):
@@ -66,4 +75,4 @@ def results(
     for r in rows:
         table.add_row(str(r.id), r.created[:19].replace("T", " "), r.kind, r.model, r.target, r.runtime, r.device,
                       (r.commit or "")[:8], *[f"{r.metrics[k]:.4g}" if k in r.metrics else "" for k in shown])
-    (out if out.is_terminal else Console(width=220)).print(table)
+    out.print(table)

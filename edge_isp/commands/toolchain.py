@@ -24,14 +24,14 @@ def toolchain(
 ) -> None:
     """Vendor compilers in their own environments: 'toolchain list', 'toolchain install vela'."""
     from edge_isp import toolchains
-    from edge_isp.errors import InputError
+    from edge_isp.errors import InputError, UsageError
 
     if action not in _ACTIONS:
         raise InputError(f"toolchain action {action!r} must be one of {', '.join(_ACTIONS)} "
                          "(e.g. 'edge-isp toolchain install vela')")
     if action == "install":
         if not name:
-            raise InputError("say which toolchain to install, e.g. 'edge-isp toolchain install vela'; "
+            raise UsageError("say which toolchain to install, e.g. 'edge-isp toolchain install vela'; "
                              "'edge-isp toolchain list' shows them")
         tc = toolchains.get_toolchain(name)
         err.print(f"installing {tc.name} ({', '.join(tc.requirements)}) into {toolchains.env_path(tc.name)} ...")

@@ -102,12 +102,6 @@ def train(
 
 def main_entry() -> None:
     """``python -m edge_isp.training`` entry: the train verb with the CLI's error handling."""
-    import sys
+    from edge_isp.commands._common import run_app
 
-    from edge_isp.errors import EdgeIspError
-
-    try:
-        app(prog_name="python -m edge_isp.training")
-    except EdgeIspError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+    run_app(app, prog_name="python -m edge_isp.training")

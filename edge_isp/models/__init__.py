@@ -2,12 +2,15 @@
 
 from edge_isp.models._registry import (
     ModelInfo,
+    check_options,
     count_params,
     create,
     list_models,
     model_info,
+    model_options,
     params_of,
     register_model,
 )
 
-__all__ = ["ModelInfo", "count_params", "create", "list_models", "model_info", "params_of", "register_model"]
+__all__ = ["ModelInfo", "check_options", "count_params", "create", "list_models", "model_info", "model_options",
+           "params_of", "register_model"]

@@ -5,11 +5,13 @@ Importing this module is cheap (no torch); builders import torch when they run.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_isp._names import lookup
+from edge_isp._names import did_you_mean, lookup
+from edge_isp.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,27 @@ def model_info(name: str) -> ModelInfo:
     return lookup(_REGISTRY, name, "model", "Run 'edge-isp models' to list the registered models.")
 
 
+def model_options(name: str) -> dict[str, Any]:
+    """The options a model takes (``-O key=value``) with their defaults."""
+    params = inspect.signature(model_info(name).builder).parameters.values()
+    return {p.name: p.default for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse unknown option names and values of the wrong type, naming what the model takes."""
+    known = model_options(name)
+    listing = ", ".join(f"{k}={v!r}" for k, v in known.items()) or "none"
+    for key, value in options.items():
+        if key not in known:
+            raise InputError(f"model {name} has no option {key!r}{did_you_mean(key, list(known))}; "
+                             f"its options (-O key=value) are: {listing}")
+        default = known[key]
+        if default is not None and not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int)):
+            raise InputError(f"model {name} option {key}={value!r} should be a {type(default).__name__} "
+                             f"(default {default!r})")
+
+
 def create(name: str, *, seed: int | None = 0, **options: Any) -> Any:
     """Build the registered model ``name`` (a ``torch.nn.Module``) in eval mode.
 
@@ -83,13 +106,18 @@ def create(name: str, *, seed: int | None = 0, **options: Any) -> Any:
     from edge_isp._deps import require
 
     torch = require("torch", f"building model {name!r}")
+    check_options(name, options)
     opts = {**info.default_options, **options}
-    if seed is None:
-        model = info.builder(**opts)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+    try:
+        if seed is None:
             model = info.builder(**opts)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = info.builder(**opts)
+    except (ValueError, KeyError) as exc:  # a builder refusing an option's value (padding='bogus')
+        raise InputError(f"model {name}: {exc}; its options are: "
+                         f"{', '.join(f'{k}={v!r}' for k, v in model_options(name).items())}") from exc
     model.eval()
     return model
 

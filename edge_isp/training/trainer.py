@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from edge_isp._atomic import atomic_path, write_text_atomic
+from edge_isp._atomic import atomic_path, guard_folder, write_text_atomic
 from edge_isp.errors import InputError
 from edge_isp.training.losses import build_loss
 from edge_isp.training.recipes import Recipe, Stage, get_recipe
@@ -204,6 +204,18 @@ def validate(model: torch.nn.Module, pairs: list[tuple[str, torch.Tensor, torch.
     return {"psnr_db": sum(ps) / n, "ssim": sum(ss) / n}
 
 
+def is_training_run(path: Path) -> bool:
+    """A folder an earlier ``edge-isp train`` wrote (what resuming and --fresh may touch)."""
+    path = Path(path)
+    if (path / "last.pt").is_file():
+        return True
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and {"model", "recipe", "data"} <= set(cfg)
+
+
 class _StopRequested(Exception):
     pass
 
@@ -219,6 +231,8 @@ class Trainer:
         self.device = pick_device(config.device)
         self.stages = self.recipe.resolve(config.model, total_steps=config.steps)
         self._stop_signal = False
+        # A run folder resumes (or --fresh restarts); any other non-empty folder is the user's.
+        guard_folder(self.out, kind="training run", is_ours=is_training_run, overwrite=True, flag="--out")
 
     # ---- helpers -------------------------------------------------------------------
     def _stage_value(self, stage: Stage, name: str) -> Any:
