@@ -27,12 +27,12 @@ the file and the place, with the closest known spelling.
 from __future__ import annotations
 
 import difflib
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edge_isp._toml import read_toml
 from edge_isp.errors import InputError, UnknownNameError
 
 
@@ -357,13 +357,7 @@ def parse_table(data: dict[str, Any], path: Path) -> SupportTable:
 
 def load_table_file(path: Path) -> SupportTable:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SupportTableError(f"{path} is not valid TOML ({exc}); fix the table file") from exc
-    except OSError as exc:
-        raise SupportTableError(f"cannot read support table {path}: {exc}") from exc
-    return parse_table(data, path)
+    return parse_table(read_toml(path, "support table", SupportTableError, "fix the table file"), path)
 
 
 def builtin_tables_dir() -> Path:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_isp._toml import read_toml
 from edge_isp.devices.config import user_profile_dirs
 from edge_isp.devices.errors import ProfileError, UnknownProfileError
 
@@ -102,10 +102,7 @@ def _tuple(value: Any, where: str) -> tuple[str, ...]:
 
 def load_profile(path: Path) -> DeviceProfile:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ProfileError(f"device profile {path} cannot be read: {exc}") from exc
+    data = read_toml(path, "device profile", ProfileError, "fix or remove the profile file")
     where = f"device profile {path}"
     for key in ("name", "os"):
         if not isinstance(data.get(key), str):

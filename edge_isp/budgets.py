@@ -35,13 +35,13 @@ from __future__ import annotations
 import json
 import operator
 import re
-import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_isp._toml import read_toml
 from edge_isp.errors import InputError
 from edge_isp.results import Measurement, ResultsStore, from_json
 
@@ -168,11 +168,7 @@ def load_budgets(path: Path | str) -> BudgetFile:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such budgets file")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path} is not valid TOML: {exc}") from exc
-    return parse_budgets(data, path)
+    return parse_budgets(read_toml(path, "budgets file"), path)
 
 
 # ------------------------------------------------------------------------------ gate

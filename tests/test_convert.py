@@ -172,14 +172,45 @@ def test_failed_verification_writes_nothing(tmp_path):
     assert not out.exists() and not any(tmp_path.iterdir())
 
 
-def test_existing_bundle_is_replaced_whole(tmp_path):
+def test_existing_bundle_is_replaced_only_with_overwrite(tmp_path):
+    from edge_isp.errors import OutputError
+
     out = tmp_path / "b"
     convert(ConvertOptions(model="microisp", target="onnx-fp32", input_size=(192, 192), output=out))
-    first = json.loads((out / "manifest.json").read_text())["created"]
-    convert(ConvertOptions(model="microisp", target="onnx-fp32", input_size=(192, 192), output=out, seed=1))
+    first = (out / "manifest.json").read_bytes()
+    with pytest.raises(OutputError, match="--overwrite"):
+        convert(ConvertOptions(model="microisp", target="onnx-fp32", input_size=(192, 192), output=out, seed=1))
+    assert (out / "manifest.json").read_bytes() == first
+    convert(ConvertOptions(model="microisp", target="onnx-fp32", input_size=(192, 192), output=out, seed=1,
+                           overwrite=True))
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model"]["weights"] == "init(seed=1)" and first
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    assert manifest["model"]["weights"] == "init(seed=1)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no hidden .old or .partial folders
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_a_bundle(tmp_path):
+    from edge_isp.errors import OutputError
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "photo.cr2").write_bytes(b"raw bytes of a photo")
+    with pytest.raises(OutputError, match="not an edge-isp bundle"):
+        convert(ConvertOptions(model="microisp", target="onnx-fp32", input_size=(192, 192), output=out,
+                               overwrite=True))
+    assert [p.name for p in out.iterdir()] == ["photo.cr2"]
+
+
+def test_keep_float_must_name_ops_of_the_graph(tmp_path):
+    with pytest.raises(InputError, match="has no normalisation layers"):
+        convert(ConvertOptions(model="pynet-v2-mobile-nonorm", target="cpu-int8", input_size=SIZE,
+                               keep_float=("norm",), output=tmp_path / "x"))
+    with pytest.raises(InputError, match="no SOFTMAX op"):
+        convert(ConvertOptions(model="pynet-v2-mobile-nonorm", target="cpu-int8", input_size=SIZE,
+                               keep_float=("SOFTMAX",), output=tmp_path / "x"))
+    with pytest.raises(InputError, match="no Softmax op"):
+        convert(ConvertOptions(model="microisp", target="openvino-int8", input_size=(192, 192),
+                               keep_float=("Softmax",), output=tmp_path / "x"))
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize(("opts", "error", "words"), [

@@ -41,16 +41,17 @@ def process(
         "width": width, "height": height, "dtype": dtype, "byte_order": byte_order, "cfa": cfa,
         "black_level": black, "white_level": white, "preset": preset}.items() if v is not None}
     ext = check_output_format(fmt, bits)
+    used_sample = not photos
     if not photos:
         from edge_isp.raw.samples import SAMPLE_LAYOUT, sample_path
 
         photos = [sample_path()]
         layout = {**SAMPLE_LAYOUT, **layout}
-        if not as_json:
-            err.print("no photos given: processing the bundled sample")
     plan_outputs(photos, output_dir, ext, overwrite=overwrite)  # seconds, not after minutes of inference
     with err.status("loading the model"):
         runner = load_runner(bundle=bundle, model=model, weights=weights, threads=threads, runtime=runtime)
+    if used_sample and not as_json:
+        err.print("no photos given: processing the bundled sample")
     if getattr(runner, "warning", None):
         err.print(f"[yellow]warning:[/] {runner.warning}", highlight=False, soft_wrap=True)
     if not as_json:

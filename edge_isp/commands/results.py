@@ -10,7 +10,7 @@ from rich.table import Table
 
 from edge_isp.commands._common import JsonFlag, out
 from edge_isp._names import did_you_mean
-from edge_isp.errors import InputError
+from edge_isp.errors import InputError, UsageError
 
 app = typer.Typer()
 
@@ -42,7 +42,7 @@ def results(
         raise InputError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
     if output is not None:
         if export is None and not as_json:
-            raise InputError("-o/--output writes an export: add --export csv or --export json")
+            raise UsageError("-o/--output writes an export: add --export csv or --export json")
         ensure_writable_file(output, "--output")
     rs = ResultsStore(store)
     rows = rs.query(model=model, target=target, device=device, kind=kind, latest=latest, runtime=runtime,

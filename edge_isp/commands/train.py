@@ -45,7 +45,7 @@ def train(
 ) -> None:
     """Train MODEL; rerun the same command to resume after an interruption."""
     from edge_isp.training import TrainConfig
-    from edge_isp.training import train as run_train
+    from edge_isp.training.trainer import Trainer
 
     cfg = TrainConfig(
         model=model, recipe=recipe, data=data, out=str(out_dir), model_options=parse_options(option),
@@ -56,6 +56,13 @@ def train(
         teacher_options=parse_options(teacher_option), init_weights=str(init_weights) if init_weights else None,
         preset=preset,
     )
+    # Built before any progress display: a bad model, recipe or --out fails as one line.
+    trainer = Trainer(cfg)
+
+    def run_train(cfg: TrainConfig, progress: Any, resume: bool) -> Any:
+        trainer.progress = progress
+        return trainer.run(resume=resume)
+
     if as_json or quiet:
         def log(event: dict[str, Any]) -> None:
             if as_json:

@@ -22,7 +22,8 @@ def load_weights(model: Any, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise InputError(f"cannot read weights {path}: {str(exc).splitlines()[0]}; "
+        reason = str(exc).splitlines()[0].split(". ")[0][:160] if str(exc) else type(exc).__name__
+        raise InputError(f"cannot read weights {path} as a PyTorch state dict ({reason}); "
                          "save them with torch.save(model.state_dict(), path)") from exc
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]

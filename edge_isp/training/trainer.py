@@ -229,6 +229,10 @@ class Trainer:
         self.out = Path(config.out)
         self.progress = progress or (lambda event: None)
         self.device = pick_device(config.device)
+        from edge_isp.models import check_options, model_info
+
+        model_info(config.model)  # an unknown model fails here, before any work or display
+        check_options(config.model, {**self.recipe.model_options, **config.model_options})
         self.stages = self.recipe.resolve(config.model, total_steps=config.steps)
         self._stop_signal = False
         # A run folder resumes (or --fresh restarts); any other non-empty folder is the user's.
