@@ -33,7 +33,7 @@ def convert(
     fit: list[str] = typer.Option([], "--fit", help="Fit rewrite key=value: pixel_shuffle=dcr|deconv, drop_noop_pads=true, split_as_slice=true."),
     require_full: bool = typer.Option(False, "--require-full-delegation", help="Fail unless the target's accelerator takes every op."),
     soc: Optional[str] = typer.Option(None, "--soc", "--platform", help="SoC / platform for vendor-compiler targets (rknn-*: rk3576, rv1106 ...; litert-npu-*: SM8650, MT6989 ...)."),
-    raw_option: list[str] = typer.Option([], "--raw-option", help="RAW layout for --calib files, key=value (width=, height=, cfa=, black_level=, white_level=)."),
+    raw_option: list[str] = typer.Option([], "--raw-option", help="RAW layout for --calib files, key=value (width=, height=, cfa=, black_level=, white_level=, header_bytes=, crop_even=true, force_cfa=true)."),
     seed: int = typer.Option(0, "--seed"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle folder to write (new, empty, or an earlier bundle with --overwrite)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at the output folder (never anything else)."),

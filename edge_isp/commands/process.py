@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -9,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edge_isp.commands._common import JsonFlag, err, out, print_json
+from edge_isp.commands.raw import _CFA, _CROP_EVEN, _FORCE_CFA, _HEADER
 
 app = typer.Typer()
 
@@ -29,17 +31,20 @@ def process(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the runtime."),
     width: Optional[int] = typer.Option(None, "--width"), height: Optional[int] = typer.Option(None, "--height"),
     dtype: Optional[str] = typer.Option(None, "--dtype"), byte_order: Optional[str] = typer.Option(None, "--byte-order"),
-    cfa: Optional[str] = typer.Option(None, "--cfa", help="Bayer pattern when the file has none."),
+    cfa: Optional[str] = _CFA, force_cfa: bool = _FORCE_CFA, crop_even: bool = _CROP_EVEN,
+    header_bytes: Optional[int] = _HEADER,
     black: Optional[float] = typer.Option(None, "--black"), white: Optional[float] = typer.Option(None, "--white"),
     preset: Optional[str] = typer.Option(None, "--preset", help="Normalisation preset (e.g. zurich)."),
     as_json: bool = JsonFlag,
 ) -> None:
     """Process RAW photos into RGB images (tiled with blending when larger than the model)."""
     from edge_isp.process import check_output_format, load_runner, plan_outputs, process_files
+    from edge_isp.raw import RawInputWarning
 
     layout: dict[str, Any] = {k: v for k, v in {
         "width": width, "height": height, "dtype": dtype, "byte_order": byte_order, "cfa": cfa,
-        "black_level": black, "white_level": white, "preset": preset}.items() if v is not None}
+        "black_level": black, "white_level": white, "preset": preset, "header_bytes": header_bytes,
+        "force_cfa": force_cfa or None, "crop_even": crop_even or None}.items() if v is not None}
     ext = check_output_format(fmt, bits)
     used_sample = not photos
     if not photos:
@@ -76,9 +81,13 @@ def process(
             progress.update(task, description=f"[red]failed[/] {result.source.name}", total=1, completed=0)
             progress.console.print(f"[red]error:[/] {result.error}", highlight=False, soft_wrap=True)
 
-    with progress:
+    with progress, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RawInputWarning)
         report = process_files(photos, output_dir, runner=runner, ext=ext, bits=bits, overlap=overlap,
                                quality=quality, raw_layout=layout, overwrite=overwrite, on_start=on_start, on_tile=on_tile, on_done=on_done)
+    for warning in caught:
+        if issubclass(warning.category, RawInputWarning):
+            err.print(f"[yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
     if as_json:
         print_json(report.to_dict())
     else:

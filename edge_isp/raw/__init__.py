@@ -23,6 +23,7 @@ from edge_isp.raw.cfa import (
     pack_bayer,
     unpack_bayer,
 )
+from edge_isp.raw._checks import RawInputWarning
 from edge_isp.raw.classical import DEMOSAIC_METHODS, demosaic, gray_world_gains, render
 from edge_isp.raw.image import RawImage
 from edge_isp.raw.image_io import image_extensions, write_image
@@ -43,6 +44,7 @@ __all__ = [
     "PACKED_CHANNELS",
     "Preset",
     "RawImage",
+    "RawInputWarning",
     "RawLayout",
     "apply_preset",
     "cfa_after_crop",

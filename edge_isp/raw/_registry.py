@@ -18,7 +18,11 @@ class RawLayout:
 
     Headerless files need ``width``, ``height``, ``cfa`` and ``white_level``; Bayer
     PNG/TIFF files need ``cfa`` and ``white_level``; camera RAW files need nothing and
-    take ``cfa`` / ``black_level`` / ``white_level`` only as overrides of their metadata.
+    take ``black_level`` / ``white_level`` as overrides of their metadata, and ``cfa``
+    only together with ``force_cfa=True`` when it differs from the pattern the file stores.
+
+    ``crop_even`` (drop the last row/column of an odd-sized mosaic) and ``force_cfa`` are
+    switches every reader takes (:data:`SWITCHES`).
     """
 
     width: int | None = None
@@ -29,6 +33,8 @@ class RawLayout:
     cfa: str | None = None
     black_level: BlackLevel | None = None
     white_level: float | None = None
+    crop_even: bool | None = None
+    force_cfa: bool | None = None
 
     @classmethod
     def from_kwargs(cls, layout: dict[str, Any]) -> RawLayout:
@@ -36,14 +42,32 @@ class RawLayout:
         unknown = sorted(set(layout) - known)
         if unknown:
             raise InputError(
-                f"unknown layout option(s) {', '.join(unknown)}; "
+                f"unknown layout option(s) {', '.join(unknown)} (raw option / read_raw keyword); "
                 f"valid options are {', '.join(sorted(known))}"
             )
+        for name in SWITCHES:
+            value = layout.get(name)
+            if value is not None and not isinstance(value, bool):
+                if str(value).strip().lower() in ("true", "1", "yes"):
+                    layout = {**layout, name: True}
+                elif str(value).strip().lower() in ("false", "0", "no"):
+                    layout = {**layout, name: False}
+                else:
+                    raise InputError(
+                        f"--{name.replace('_', '-')} (raw option {name}=) is a switch: true or false, got {value!r}"
+                    )
         return cls(**layout)
 
     def given(self) -> set[str]:
-        """Names of the options that were set."""
-        return {f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+        """Names of the options that were set (a switch counts when it is on)."""
+        return {
+            f.name for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None and not (f.name in SWITCHES and not getattr(self, f.name))
+        }
+
+
+SWITCHES: frozenset[str] = frozenset({"crop_even", "force_cfa"})
+"""Layout options every reader takes: on/off switches about how strict to be."""
 
 
 ReadFunction = Callable[[Path, RawLayout], RawImage]
@@ -110,14 +134,15 @@ def get_reader(name: str) -> ReaderSpec:
     return _READERS[key]
 
 
-def reader_for_path(path: Path) -> ReaderSpec:
-    """The reader claiming ``path``'s extension, or RawFormatError-like UnknownNameError."""
+def reader_for_path(path: Path, *, note: str = "") -> ReaderSpec:
+    """The reader claiming ``path``'s extension, or UnknownNameError (``note`` is added to it)."""
     ext = path.suffix.lower()
     if ext not in _BY_EXTENSION:
         raise UnknownNameError(
-            f"{path}: no RAW reader for extension {ext or '(none)'!r}; supported: "
-            f"{', '.join(supported_extensions())}; pass format=<one of {', '.join(list_formats())}> "
-            "to choose a reader explicitly"
+            f"{path}: no RAW reader for extension {ext or '(none)'!r}{note}; supported extensions: "
+            f"{', '.join(supported_extensions())}; rename "
+            "it (e.g. .raw for a headerless sensor dump), or in Python choose a reader with "
+            f"read_raw(path, format=<one of {', '.join(list_formats())}>)"
         )
     return _READERS[_BY_EXTENSION[ext]]
 

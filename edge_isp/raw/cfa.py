@@ -102,8 +102,8 @@ def check_even(shape: tuple[int, ...], what: str = "mosaic") -> None:
     if height % 2 or width % 2 or height == 0 or width == 0:
         raise RawFormatError(
             f"{what} of size {height}x{width} (HxW) does not hold whole 2x2 Bayer tiles; "
-            "both sides must be even and non-zero: crop it first, e.g. with "
-            "edge_isp.raw.crop_to_cfa(mosaic, cfa) or RawImage.aligned()"
+            "both sides must be even and non-zero: read it with --crop-even (raw option crop_even=true), "
+            "or crop it in Python with edge_isp.raw.crop_to_cfa(mosaic, cfa) or RawImage.aligned()"
         )
 
 

@@ -75,7 +75,8 @@ class RawImage:
             values = tuple(float(v) for v in np.asarray(black, dtype=np.float64).ravel())
             if len(values) != 4:
                 raise RawFormatError(
-                    f"black_level must be one number or four (B, Gr, R, Gb), got {black!r}"
+                    f"the black level (--black, raw option black_level=) must be one number or four "
+                    f"(B, Gr, R, Gb), got {black!r}{where}"
                 )
             black = values[0] if len(set(values)) == 1 else values
         object.__setattr__(self, "black_level", black)
@@ -83,8 +84,9 @@ class RawImage:
         highest_black = max(black) if isinstance(black, tuple) else black
         if not np.isfinite(white) or white <= highest_black:
             raise RawFormatError(
-                f"white level {white:g} must be above the black level {highest_black:g}"
-                f"{where}; check the layout (e.g. white_level=1023 for 10-bit data)"
+                f"white level {white:g} must be above the black level {highest_black:g}{where}; "
+                "check --white and --black (raw options white_level=, black_level=), "
+                "e.g. --white 1023 for 10-bit data"
             )
         object.__setattr__(self, "white_level", white)
         if self.wb_gains is not None:

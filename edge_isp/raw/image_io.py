@@ -74,6 +74,8 @@ def write_image(path: str | Path, image: np.ndarray, bits: int = 8, *, quality: 
     """
     target = Path(path)
     ext = target.suffix.lower()
+    if target.is_dir():
+        raise InputError(f"{target} is a folder; name an image file to write (e.g. {target / 'render.png'})")
     if ext not in _WRITERS:
         raise InputError(
             f"{target}: cannot write images with extension {ext or '(none)'!r}; use one of "
