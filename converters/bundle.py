@@ -125,10 +125,25 @@ def load_bundle(path: Path) -> Bundle:
 
 
 def verify_bundle_files(bundle: Bundle) -> str:
-    """The model file's SHA-256, checked against the manifest: a tampered bundle is refused."""
+    """The model file's SHA-256, checked against the manifest (and every other file the
+    manifest hashes): a tampered bundle is refused before it is pushed or run."""
+    artifact = bundle.manifest["artifact"]
     actual = file_sha256(bundle.model_file)
-    recorded = bundle.manifest["artifact"].get("sha256")
-    if recorded is not None and recorded != actual:
-        raise BundleError(f"bundle {bundle.path}: {bundle.model_file.name} does not match the SHA-256 in its manifest "
-                          f"(changed after conversion); re-run 'edge-isp convert'")
+    expected = {artifact["file"]: artifact.get("sha256")}
+    files = artifact.get("files_sha256") or {}
+    if not isinstance(files, dict):
+        raise BundleError(f"bundle {bundle.path}: artifact.files_sha256 is not an object; re-run 'edge-isp convert'")
+    expected.update(files)
+    for name, recorded in expected.items():
+        if recorded is None:
+            continue
+        _plain_file_name(bundle.path, name, "artifact.files_sha256 entry")
+        if not is_sha256(recorded):
+            raise BundleError(f"bundle {bundle.path}: the SHA-256 recorded for {name} is not 64 hex digits; "
+                              f"the manifest was edited or damaged: re-run 'edge-isp convert'")
+        got = actual if name == artifact["file"] else file_sha256(bundle.path / name)
+        if got != recorded:
+            raise BundleError(f"bundle {bundle.path}: {name!r} does not match the SHA-256 in its manifest "
+                              f"(sha256 {got[:12]}..., manifest {recorded[:12]}...): it changed after conversion; "
+                              f"refusing to use it: re-run 'edge-isp convert'")
     return actual

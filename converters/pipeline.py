@@ -440,6 +440,7 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
             files = [artifact_name, *[p.name for p in built.extra]]
             manifest["artifact"].update({
                 "sha256": _bundle.file_sha256(tmp / artifact_name),
+                "files_sha256": {f: _bundle.file_sha256(tmp / f) for f in files},
                 "size_bytes": sum((tmp / f).stat().st_size for f in files),
                 "source_onnx": "source.onnx" if target.format != "onnx" else artifact_name,
             })

@@ -26,7 +26,9 @@ from edge_isp.devices.transport import (
     Progress,
     RemoteStat,
     Transport,
+    describe,
     normalize_newlines,
+    one_line,
     split_exit_marker,
     with_exit_marker,
 )
@@ -138,7 +140,8 @@ class AdbShellTransport(Transport):
                 transport = _sniffing(UsbTransport).find_adb(serial=usb_serial)   # a classmethod: cls(...)
             except Exception as exc:
                 raise DeviceNotFoundError(
-                    f"no USB ADB device{' with serial ' + usb_serial if usb_serial else ''} found ({exc}); "
+                    f"no USB ADB device{' with serial ' + usb_serial if usb_serial else ''} found "
+                    f"({one_line(str(exc), 200)}); "
                     "check the cable and that USB debugging is on; if an adb server holds the device, "
                     "use --transport adb or run 'adb kill-server'") from exc
             self.serial = usb_serial or "usb"
@@ -169,38 +172,46 @@ class AdbShellTransport(Transport):
         from adb_shell import exceptions as ax
 
         name = type(exc).__name__
+        detail = one_line(str(exc), 200) or name
         asked = bytes(getattr(self._transport, "sniffed", b""))[:4] == b"AUTH" if hasattr(self, "_transport") else False
         if auth and (isinstance(exc, (ax.DeviceAuthError, ax.InvalidResponseError)) or asked):
             raise DeviceAuthError(
-                f"{self.serial} refused our ADB key ({exc}); accept the 'Allow USB debugging' prompt on the "
+                f"{self.serial} refused our ADB key ({detail}); accept the 'Allow USB debugging' prompt on the "
                 "device (key: the edge-isp config folder, adb/adbkey.pub) and retry") from exc
         if isinstance(exc, (ConnectionError, ConnectionRefusedError, OSError)) and auth:
-            raise DeviceNotFoundError(f"cannot reach adbd at {self.serial}: {exc}; is the device on and "
+            raise DeviceNotFoundError(f"cannot reach adbd at {self.serial}: {detail}; is the device on and "
                                       "'adb tcpip 5555' enabled?") from exc
         if isinstance(exc, ConnectionError) or "closed" in str(exc).lower():
-            raise DeviceDisconnectedError(f"{self.serial} disconnected while {stage}: {exc}; reconnect the "
+            raise DeviceDisconnectedError(f"{self.serial} disconnected while {stage}: {detail}; reconnect the "
                                           "device and re-run", stage=stage) from exc
         if "Timeout" in name or "timed out" in str(exc):
-            raise DeviceTimeoutError(f"{self.serial} did not answer while {stage} ({exc})") from exc
-        raise DeviceDisconnectedError(f"ADB error with {self.serial} while {stage}: {name}: {exc}", stage=stage) from exc
+            raise DeviceTimeoutError(f"{self.serial} did not answer while {stage} ({detail})") from exc
+        raise DeviceDisconnectedError(f"{self.serial} disconnected after an ADB error while {stage}: {name}: {detail}",
+                                      stage=stage) from exc
 
     def run(self, command: str, timeout: float = 60.0) -> CommandResult:
+        stage = f"running {describe(command)}"
         try:
             if self.shell_v2:
                 raw = b"".join(self._device._streaming_command(  # noqa: SLF001 - shell v2 is not public in 0.4.4
                     b"shell,v2,raw", command.encode(), timeout, timeout, timeout))
                 out, err, code = decode_shell_v2(raw)
+                if code is None:        # the stream closed without an exit packet: adbd or the link died
+                    raise DeviceDisconnectedError(f"{self.serial} disconnected while {stage}: the shell ended "
+                                                  "without an exit status; reconnect the device and re-run",
+                                                  stage="run")
                 return CommandResult(command, normalize_newlines(out.decode("utf-8", "replace")),
-                                     normalize_newlines(err.decode("utf-8", "replace")),
-                                     code if code is not None else 255)
+                                     normalize_newlines(err.decode("utf-8", "replace")), code)
             wrapped, token = with_exit_marker(command)
             text = self._device.shell(wrapped, transport_timeout_s=timeout, read_timeout_s=timeout, timeout_s=timeout)
+        except DeviceDisconnectedError:
+            raise
         except Exception as exc:
-            self._raise(exc, f"running {command.splitlines()[0][:60]!r}")
+            self._raise(exc, stage)
         body, code = split_exit_marker(text, token)
         if code is None:
-            raise DeviceDisconnectedError(f"{self.serial}: the output of {command[:60]!r} ended before its exit "
-                                          "status; the connection or the shell dropped", stage="run")
+            raise DeviceDisconnectedError(f"{self.serial} disconnected while {stage}: the output ended before the "
+                                          "exit status; reconnect the device and re-run", stage="run")
         return CommandResult(command, body, "", code, exit_code_source="marker")
 
     def push(self, local: Path, remote: str, progress: Progress | None = None, mode: int = 0o755) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_isp.converters.bundle import file_sha256
+from edge_isp.converters.bundle import Bundle, file_sha256
 from edge_isp.devices.benchmark import (
     BenchmarkOutput,
     BenchOptions,
@@ -43,7 +43,8 @@ from edge_isp.devices.power import (
     power_over,
     sampler_functions,
 )
-from edge_isp.devices.transport import Progress, quote
+from edge_isp.devices.transport import Progress, one_line, quote
+from edge_isp.errors import InputError
 
 RUNNER_SCRIPT = Path(__file__).with_name("litert_runner.py")
 
@@ -71,6 +72,52 @@ def binary_abi(path: Path) -> str:
 
 
 @dataclass(frozen=True)
+class CheckedBundle:
+    """A bundle whose file names and model hash were checked: safe to name in a device shell."""
+
+    bundle: Bundle
+    sha256: str                          # of the model file, as computed here
+
+
+def check_bundle(path: Path) -> CheckedBundle:
+    """Load a bundle for a device, refusing (BundleError, before any push) a manifest whose
+    names leave the folder, whose hashes are malformed or do not match its files, or whose
+    target is unknown. The name and hash rules live in ``converters.bundle``."""
+    from edge_isp.converters.bundle import load_bundle, verify_bundle_files
+    from edge_isp.converters.targets import get_target
+
+    bundle = load_bundle(Path(path))
+    sha = verify_bundle_files(bundle)
+    get_target(bundle.target)                              # an unknown target: refused now, not mid-way
+    return CheckedBundle(bundle, sha)
+
+
+@dataclass(frozen=True)
+class Runner:
+    """What runs the model on the device, and why that one (reported with every result)."""
+
+    runtime: str             # benchmark_model | python-litert | python-tflite-runtime | python-openvino
+    prefix: str              # the device command the benchmark flags are appended to
+    source: str              # --benchmark-binary | remembered | --python | default
+    path: str                # the local benchmark_model, or the board's Python command
+    family: str = ""         # the device's ABI family (where a binary is remembered)
+
+    def label(self, runtime: str | None = None) -> str:
+        return f"{runtime or self.runtime} ({self.path}, {self.source})"
+
+
+def _python_command(py: str) -> str:
+    """The board's Python as shell words, each quoted: options allowed, shell syntax not."""
+    try:
+        words = shlex.split(py)
+    except ValueError as exc:
+        raise InputError(f"--python {py!r} cannot be split into words ({exc})") from exc
+    if not words:
+        raise InputError("--python is empty; name the Python on the board, e.g. python3")
+    return shlex.join(words)
+
+
+@dataclass(frozen=True)
 class ProfileOptions:
     runs: int = 50
     warmup_runs: int = 1
@@ -87,8 +134,8 @@ class ProfileOptions:
     nnapi_preference: str | None = None
     require_full_delegation: bool = False
     runner: str = "auto"                   # auto | benchmark_model | python
-    benchmark_binary: Path | None = None
-    python: str = "python3"
+    benchmark_binary: Path | None = None   # given: wins over the remembered binary
+    python: str | None = None              # given: the Python runner with this interpreter (default python3)
     workdir: str | None = None
     device_id: str | None = None
     extra_flags: tuple[str, ...] = ()
@@ -109,6 +156,7 @@ class DeviceRun:
     bundle_sha256: str | None = None
     bench_log: str = ""
     stored_id: int | None = None
+    runner: str = ""                       # what produced the figures, e.g. "benchmark_model (/p, remembered)"
 
     def to_measurement(self, commit: str | None = None):
         from edge_isp.results import Measurement
@@ -133,12 +181,14 @@ class Harness:
                                                                  and dev.profile.linux else "/tmp/edge-isp")
         self.workdir = self.opts.workdir or default_wd
         self._power: PowerSource | None = None
-        self._runner: tuple[str, str] | None = None      # (runtime name, command prefix)
+        self._runner: Runner | None = None
+        self._binary_ran = False
 
     # -- setup ---------------------------------------------------------------------
     def prepare(self, progress: Progress | None = None) -> None:
         self.t.check(f"mkdir -p {quote(self.workdir)}/models", what=f"creating {self.workdir} on the device")
         self._runner = self._setup_runner(progress)
+        self.log(f"runner: {self._runner.label()}")
         self._power = find_power_source(self.t, self.dev.profile, self.opts.power_source)
         self.log(f"power source: {self._power.kind} ({self._power.description})")
 
@@ -150,41 +200,62 @@ class Harness:
             if res.ok and res.stdout.strip() == sha:
                 return False
         self.t.push(local, remote, progress=progress)
-        self.t.check(f"echo {sha} > {quote(remote + '.sha256')}")
+        self.t.check(f"printf '%s\\n' {quote(sha)} > {quote(remote + '.sha256')}")
         return True
 
-    def _setup_runner(self, progress: Progress | None) -> tuple[str, str]:
+    def _choose_binary(self, family: str) -> tuple[Path | None, str]:
+        """(benchmark_model, why) or (None, why python): an explicit flag beats the remembered binary."""
+        opts = self.opts
+        if opts.runner == "auto" and opts.benchmark_binary is not None and opts.python is not None:
+            raise InputError("--benchmark-binary and --python name two different runners; pass one of them, "
+                             "or pick with --runner benchmark_model|python")
+        if opts.runner == "python" or (opts.runner == "auto" and opts.python is not None):
+            return None, "--python" if opts.python is not None else "default"
+        if opts.benchmark_binary is not None:
+            if not Path(opts.benchmark_binary).is_file():
+                raise BenchmarkBinaryError(f"benchmark binary {opts.benchmark_binary} does not exist")
+            return Path(opts.benchmark_binary), "--benchmark-binary"
+        remembered = cached_binary(family)
+        if remembered is not None and remembered.is_file():
+            return remembered, "remembered"
+        return None, "default"
+
+    def _setup_runner(self, progress: Progress | None) -> Runner:
         info = self.dev.info
         family = abi_family(info.abi)
-        want = self.opts.runner
-        binary = self.opts.benchmark_binary or cached_binary(family)
-        if binary is not None and not Path(binary).is_file():
-            if self.opts.benchmark_binary:
-                raise BenchmarkBinaryError(f"benchmark binary {binary} does not exist")
-            binary = None
-        if want in ("auto", "benchmark_model") and binary is not None:
-            kind = binary_abi(Path(binary))
-            if kind not in ("script", family):
-                raise BenchmarkBinaryError(
-                    f"{binary} is built for {kind} but {info.label} is {info.abi or 'unknown'} ({family}); "
-                    f"download LiteRT's benchmark_model for {'android_' if info.os == 'android' else 'linux_'}"
-                    f"{'aarch64' if family == 'aarch64' else family}")
-            if kind == "script":
-                self.log(f"{binary} is a script, not an ELF binary: ABI not checked")
-            remember_binary(family, Path(binary))
-            remote = f"{self.workdir}/benchmark_model"
-            if self._push_if_changed(Path(binary), remote, progress):
-                self.log(f"pushed {Path(binary).name} to {remote}")
-            self.t.check(f"chmod 755 {quote(remote)}")
-            # exec: the backgrounded job's pid is the benchmark's own (its VmHWM is sampled)
-            return "benchmark_model", (f"cd {quote(self.workdir)} && export LD_LIBRARY_PATH={quote(self.workdir)} && "
-                                       "exec ./benchmark_model")
-        if want == "benchmark_model" or (info.os == "android" and want == "auto"):
+        binary, source = self._choose_binary(family)
+        if binary is not None:
+            return self._setup_binary(binary, source, family, progress)
+        if self.opts.runner == "benchmark_model" or (info.os == "android" and self.opts.runner == "auto"
+                                                      and source == "default"):
             raise BenchmarkBinaryError(
                 f"no benchmark_model for {family} known yet: download LiteRT's benchmark_model for "
                 f"{'android_' if info.os == 'android' else 'linux_'}{family} and pass it once with "
-                "--benchmark-binary PATH (edge-isp remembers it per ABI)")
-        py = self.opts.python
+                "--benchmark-binary PATH (edge-isp remembers it per ABI once it has run)")
+        return self._setup_python(source)
+
+    def _setup_binary(self, binary: Path, source: str, family: str, progress: Progress | None) -> Runner:
+        info = self.dev.info
+        kind = binary_abi(binary)
+        if kind not in ("script", family):
+            raise BenchmarkBinaryError(
+                f"{binary} ({source}) is built for {kind} but {info.label} is {info.abi or 'unknown'} ({family}); "
+                f"download LiteRT's benchmark_model for {'android_' if info.os == 'android' else 'linux_'}"
+                f"{'aarch64' if family == 'aarch64' else family}")
+        if kind == "script":
+            self.log(f"{binary} is a script, not an ELF binary: ABI not checked")
+        remote = f"{self.workdir}/benchmark_model"
+        if self._push_if_changed(binary, remote, progress):
+            self.log(f"pushed {binary.name} to {remote}")
+        self.t.check(f"chmod 755 {quote(remote)}")
+        # exec: the backgrounded job's pid is the benchmark's own (its VmHWM is sampled)
+        prefix = (f"cd {quote(self.workdir)} && export LD_LIBRARY_PATH={quote(self.workdir)} && "
+                  "exec ./benchmark_model")
+        return Runner("benchmark_model", prefix, source, str(binary.resolve()), family)
+
+    def _setup_python(self, source: str) -> Runner:
+        info = self.dev.info
+        py = _python_command(self.opts.python or "python3")
         probe = self.t.run(f"{py} -c 'import ai_edge_litert' 2>/dev/null && echo litert || "
                            f"{{ {py} -c 'import tflite_runtime' 2>/dev/null && echo tflite-runtime; }} || "
                            f"{{ {py} -c 'import openvino' 2>/dev/null && echo openvino; }}")
@@ -195,7 +266,13 @@ class Harness:
                 "openvino; pass --benchmark-binary (LiteRT linux_aarch64 build) or 'pip install ai-edge-litert' there")
         remote = f"{self.workdir}/litert_runner.py"
         self._push_if_changed(RUNNER_SCRIPT, remote, None)
-        return f"python-{engine}", f"cd {quote(self.workdir)} && exec {py} {quote(remote)}"
+        return Runner(f"python-{engine}", f"cd {quote(self.workdir)} && exec {py} {quote(remote)}", source, py)
+
+    def _ran(self, runner: Runner) -> None:
+        """Remember a --benchmark-binary only now that it has produced figures."""
+        if runner.source == "--benchmark-binary" and not self._binary_ran:
+            remember_binary(runner.family, Path(runner.path))
+        self._binary_ran = True
 
     # -- measuring -------------------------------------------------------------------
     def _script(self, bench_cmd: str) -> str:
@@ -223,23 +300,26 @@ class Harness:
             "echo @LOG-BEGIN; cat bench.log; echo; echo @LOG-END",
         ])
 
-    def run_bundle(self, bundle_path: Path, progress: Progress | None = None) -> DeviceRun:
-        from edge_isp.converters.bundle import load_bundle
+    def run_bundle(self, bundle_path: Path | CheckedBundle, progress: Progress | None = None) -> DeviceRun:
         from edge_isp.converters.targets import get_target
 
+        # checked before anything reaches the device: names and hash end up in shell commands
+        checked = bundle_path if isinstance(bundle_path, CheckedBundle) else check_bundle(Path(bundle_path))
+        bundle, sha = checked.bundle, checked.sha256
+        target = get_target(bundle.target)
         if self._runner is None:
             self.prepare(progress)
         assert self._runner is not None and self._power is not None
-        bundle = load_bundle(Path(bundle_path))
-        target = get_target(bundle.target)
         manifest = bundle.manifest
-        model_name = str(manifest.get("model", {}).get("name", bundle.model_file.stem))
+        model = manifest.get("model")
+        model_name = str((model if isinstance(model, dict) else {}).get("name", bundle.model_file.stem))
         warnings: list[str] = list(self.dev.notes)
         prof = self.dev.profile
         if prof is not None and not prof.fallback and bundle.target not in prof.targets:
             warnings.append(f"profile {prof.name} lists no accelerator for target {bundle.target} "
                             f"(it lists {', '.join(prof.targets)})")
-        runtime_name, prefix = self._runner
+        runner = self._runner
+        runtime_name = runner.runtime
         if runtime_name.startswith("python") and bundle.model_file.suffix == ".xml":
             runtime_name = "python-openvino"          # litert_runner.py runs IR with the board's OpenVINO
         elif bundle.model_file.suffix != ".tflite" and not runtime_name.startswith("python"):
@@ -247,13 +327,12 @@ class Harness:
                                      "it; use --runner python on a board with OpenVINO")
         if runtime_name.startswith("python") and target.delegate in ("nnapi", "gpu"):
             warnings.append(f"the Python runner has no {target.delegate} delegate: {bundle.target} ran on the CPU")
-        sha = manifest.get("artifact", {}).get("sha256") or file_sha256(bundle.model_file)
         remote_dir = f"{self.workdir}/models/{sha[:12]}"        # content-addressed: pushed once
         remote_model = f"{remote_dir}/{bundle.model_file.name}"
         self.t.check(f"mkdir -p {quote(remote_dir)}")
         if self._push_if_changed(bundle.model_file, remote_model, progress, sha=sha):
             self.log(f"pushed {bundle.model_file.name} ({bundle.model_file.stat().st_size / 1e6:.2f} MB)")
-        for name in manifest.get("artifact", {}).get("extra_files", []):   # e.g. OpenVINO .bin weights
+        for name in manifest["artifact"].get("extra_files", []):   # e.g. OpenVINO .bin weights
             self._push_if_changed(bundle.path / name, f"{remote_dir}/{name}", progress)
         delegate = target_delegate(target.delegate)
         bopts = BenchOptions(num_runs=self.opts.runs, warmup_runs=self.opts.warmup_runs, threads=self.opts.threads,
@@ -263,24 +342,30 @@ class Harness:
                              require_full_delegation=self.opts.require_full_delegation,
                              extra_flags=self.opts.extra_flags)
         flags = benchmark_flags(remote_model, delegate, target.precision, prof, bopts)
-        bench_cmd = prefix + " " + " ".join(shlex.quote(f) for f in flags)
+        bench_cmd = runner.prefix + " " + " ".join(shlex.quote(f) for f in flags)
         self.log(f"running {model_name} ({bundle.target}, {delegate}) on {self.dev.info.label}")
         res = self.t.run(self._script(bench_cmd), timeout=self.opts.run_timeout_s + self.opts.idle_s)
         text = res.stdout
         if "@LOG-BEGIN" not in text:
             raise DeviceCommandError(f"the measuring script on {self.dev.info.label} stopped early (exit status "
-                                     f"{res.exit_code}): {(res.stderr or text).strip()[-300:]}",
+                                     f"{res.exit_code}): {one_line((res.stderr or text).strip()[-300:])}",
                                      exit_code=res.exit_code, stdout=res.stdout, stderr=res.stderr)
         runlog_text, _, rest = text.partition("@LOG-BEGIN")
         bench_text = rest.rpartition("@LOG-END")[0].strip("\n")
         runlog = parse_run_log(runlog_text)
         bench = parse_benchmark_output(bench_text)
         if runlog.bench_rc not in (0, None) or not bench.complete:
-            tail = " / ".join((bench.errors or bench_text.strip().splitlines())[-3:])
-            raise DeviceCommandError(f"benchmark of {model_name} ({bundle.target}) failed on {self.dev.info.label} "
-                                     f"(exit status {runlog.bench_rc}): {tail}", exit_code=runlog.bench_rc,
-                                     stdout=bench_text)
-        return self._result(model_name, bundle, runtime_name, flags, bench, runlog, warnings, sha, bench_text)
+            tail = one_line("\n".join((bench.errors or bench_text.strip().splitlines())[-3:]))
+            hint = (f"; this is the remembered {runner.path}: pass --benchmark-binary to use another"
+                    if runner.source == "remembered" else "")
+            raise DeviceCommandError(f"benchmark of {model_name} ({bundle.target}) with {runner.label(runtime_name)} "
+                                     f"failed on {self.dev.info.label} (exit status {runlog.bench_rc}): {tail}{hint}",
+                                     exit_code=runlog.bench_rc, stdout=bench_text)
+        self._ran(runner)
+        run = self._result(model_name, bundle, runtime_name, flags, bench, runlog, warnings, sha, bench_text)
+        run.runner = runner.label(runtime_name)
+        run.extra["runner_detail"] = {"label": run.runner, "source": runner.source, "path": runner.path}
+        return run
 
     def _result(self, model_name: str, bundle, runtime_name: str, flags: list[str], bench: BenchmarkOutput,
                 runlog: RunLog, warnings: list[str], sha: str, bench_text: str) -> DeviceRun:
@@ -413,10 +498,10 @@ def profile_bundles(dev: ConnectedDevice, bundles: Iterable[Path], opts: Profile
     harness = Harness(dev, opts, log)
     runs: list[DeviceRun] = []
     stored: list[int] = []
-    bundles = list(bundles)
-    for i, path in enumerate(bundles):
+    checked = [check_bundle(Path(p)) for p in bundles]     # every bundle refused or accepted before any push
+    for i, bundle in enumerate(checked):
         try:
-            run = harness.run_bundle(Path(path), progress)
+            run = harness.run_bundle(bundle, progress)
         except DeviceError as exc:
             if runs:
                 kept = ", ".join(f"{r.model}/{r.target}" + (f" (row {r.stored_id})" if r.stored_id else "")
@@ -433,7 +518,7 @@ def profile_bundles(dev: ConnectedDevice, bundles: Iterable[Path], opts: Profile
         runs.append(run)
         if on_result:
             on_result(run)
-        if i + 1 < len(bundles):
+        if i + 1 < len(checked):
             waited = harness.cooldown()
             if waited:
                 harness.log(f"cool-down: waited {waited:.1f} s")

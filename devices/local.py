@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from edge_isp.devices.errors import DeviceTimeoutError
-from edge_isp.devices.transport import CommandResult, Progress, RemoteStat, Transport, normalize_newlines
+from edge_isp.devices.transport import CommandResult, Progress, RemoteStat, Transport, describe, normalize_newlines
 
 
 class LocalTransport(Transport):
@@ -24,7 +24,7 @@ class LocalTransport(Transport):
             res = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=timeout,
                                  stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
-            raise DeviceTimeoutError(f"{command[:60]!r} did not finish in {timeout:g} s") from exc
+            raise DeviceTimeoutError(f"{describe(command)} did not finish in {timeout:g} s") from exc
         return CommandResult(command, normalize_newlines(res.stdout), normalize_newlines(res.stderr), res.returncode)
 
     def push(self, local: Path, remote: str, progress: Progress | None = None, mode: int = 0o755) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_isp.devices.profiles import DeviceProfile
-from edge_isp.devices.transport import Transport, quote
+from edge_isp.devices.transport import Transport, quote, quote_glob
 
 _ODPM_LINE = re.compile(r"CH\d+\(T=(\d+)\)\[([^\]]+)\],\s*(\d+)")
 
@@ -44,8 +44,10 @@ class PowerSource:
 
 
 def _resolve(transport: Transport, patterns: list[str]) -> list[list[str]]:
-    """Expand globs on the device; one list of existing readable paths per pattern."""
-    script = "; ".join(f"echo '@G {i}'; for f in {p}; do [ -r \"$f\" ] && echo \"$f\"; done"
+    """Expand globs on the device; one list of existing readable paths per pattern.
+
+    Patterns come from profile TOML files: only their glob characters reach the shell unquoted."""
+    script = "; ".join(f"echo '@G {i}'; for f in {quote_glob(str(p))}; do [ -r \"$f\" ] && echo \"$f\"; done"
                        for i, p in enumerate(patterns))
     out = transport.run(script or "true", timeout=20).stdout
     found: list[list[str]] = [[] for _ in patterns]

@@ -8,6 +8,7 @@ the remote side, so no sftp subsystem is needed.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -15,14 +16,24 @@ from pathlib import Path
 
 from edge_isp.devices.errors import (
     DeviceAuthError,
+    DeviceCommandError,
     DeviceDisconnectedError,
     DeviceNotFoundError,
     DeviceTimeoutError,
     TransportUnavailableError,
 )
-from edge_isp.devices.transport import CommandResult, Progress, Transport, normalize_newlines, quote
+from edge_isp.devices.transport import CommandResult, Progress, Transport, describe, normalize_newlines, one_line, quote
+from edge_isp.errors import InputError
 
 _CHUNK = 1 << 20
+_NAME = re.compile(r"[A-Za-z0-9_.%\[\]:-]+")     # host names, IPv4/IPv6 literals, user names
+
+
+def _checked(value: str, what: str) -> str:
+    """A host or user name for ssh's command line: '-oProxyCommand=...' would be an option."""
+    if not _NAME.fullmatch(value) or value.startswith("-"):
+        raise InputError(f"{what} {value!r} is not a valid SSH {what}; pass [USER@]HOST[:PORT]")
+    return value
 
 
 class SshTransport(Transport):
@@ -38,7 +49,11 @@ class SshTransport(Transport):
             user, host = host.split("@", 1)
         if host.count(":") == 1 and port is None:
             host, p = host.split(":")
+            if not p.isdigit():
+                raise InputError(f"port {p!r} of --host is not a number; pass [USER@]HOST[:PORT]")
             port = int(p)
+        host = _checked(host, "host")
+        user = _checked(user, "user") if user is not None else None
         self.host, self.port, self.user = host, port, user
         self.serial = f"{user + '@' if user else ''}{host}{':' + str(port) if port else ''}"
         self._control_dir = tempfile.mkdtemp(prefix="edge-isp-ssh-")
@@ -62,7 +77,7 @@ class SshTransport(Transport):
             raise
         if res.returncode == 255:
             shutil.rmtree(self._control_dir, ignore_errors=True)
-            text = res.stderr.strip()
+            text = one_line(res.stderr)
             if "Permission denied" in text or "Host key verification failed" in text:
                 raise DeviceAuthError(f"ssh {self.serial} refused us: {text}; install your key with ssh-copy-id "
                                       "(or accept the host key once with a plain 'ssh')")
@@ -75,17 +90,18 @@ class SshTransport(Transport):
                                   input=input_bytes, stdin=stdin if input_bytes is None else None,
                                   text=text and input_bytes is None)
         except subprocess.TimeoutExpired as exc:
-            raise DeviceTimeoutError(f"{command[:60]!r} on {self.serial} did not finish in {timeout:g} s") from exc
+            raise DeviceTimeoutError(f"{describe(command)} on {self.serial} did not finish in {timeout:g} s") from exc
 
     def _lost(self, res: subprocess.CompletedProcess, stage: str) -> None:
         if res.returncode == 255:
             err = res.stderr if isinstance(res.stderr, str) else res.stderr.decode("utf-8", "replace")
-            raise DeviceDisconnectedError(f"ssh connection to {self.serial} failed while {stage}: "
-                                          f"{err.strip() or 'connection lost'}", stage=stage)
+            raise DeviceDisconnectedError(f"{self.serial} disconnected (ssh) while {stage}: "
+                                          f"{one_line(err, 200) or 'connection lost'}; reconnect and re-run",
+                                          stage=stage)
 
     def run(self, command: str, timeout: float = 60.0) -> CommandResult:
         res = self._ssh(command, timeout, stdin=subprocess.DEVNULL)
-        self._lost(res, f"running {command[:60]!r}")
+        self._lost(res, f"running {describe(command)}")
         return CommandResult(command, normalize_newlines(res.stdout), normalize_newlines(res.stderr), res.returncode)
 
     def push(self, local: Path, remote: str, progress: Progress | None = None, mode: int = 0o755) -> None:
@@ -115,15 +131,15 @@ class SshTransport(Transport):
         if proc.returncode:
             stage = f"pushing {Path(local).name}"
             self._lost(subprocess.CompletedProcess(cmd, proc.returncode, b"", err), stage)
-            raise DeviceDisconnectedError(f"push of {local} to {self.serial}:{remote} failed: "
-                                          f"{err.decode('utf-8', 'replace').strip()}", stage=stage)
+            raise DeviceCommandError(f"push of {Path(local).name} to {self.serial}:{remote} failed: "
+                                     f"{one_line(err.decode('utf-8', 'replace'), 200)}", exit_code=proc.returncode)
 
     def pull(self, remote: str, local: Path) -> None:
         res = self._ssh(f"cat {quote(remote)}", timeout=300, stdin=subprocess.DEVNULL, text=False)
         self._lost(res, f"pulling {remote}")
         if res.returncode:
-            raise DeviceDisconnectedError(f"pull of {self.serial}:{remote} failed: "
-                                          f"{res.stderr.decode('utf-8', 'replace').strip()}", stage="pull")
+            err = one_line(res.stderr.decode("utf-8", "replace"), 200)
+            raise DeviceCommandError(f"pull of {self.serial}:{remote} failed: {err}", exit_code=res.returncode)
         Path(local).write_bytes(res.stdout)
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ and forwards nothing unless asked. Output is returned with ``\\n`` line endings
 from __future__ import annotations
 
 import abc
+import re
 import shlex
 import uuid
 from collections.abc import Callable
@@ -36,10 +37,10 @@ class CommandResult:
 
     def check(self, what: str | None = None) -> CommandResult:
         if self.exit_code != 0:
-            detail = (self.stderr.strip() or self.stdout.strip()).splitlines()[-3:]
+            detail = one_line("\n".join((self.stderr.strip() or self.stdout.strip()).splitlines()[-3:]))
             raise DeviceCommandError(
-                f"{what or self.command!r} failed on the device with exit status {self.exit_code}"
-                + (f": {' / '.join(detail)}" if detail else ""),
+                f"{repr(what) if what else describe(self.command)} failed on the device with exit status "
+                f"{self.exit_code}" + (f": {detail}" if detail else ""),
                 exit_code=self.exit_code, stdout=self.stdout, stderr=self.stderr,
             )
         return self
@@ -83,9 +84,12 @@ def normalize_newlines(text: str) -> str:
 
 
 def with_exit_marker(command: str) -> tuple[str, str]:
-    """Wrap ``command`` so a shell without exit-status reporting prints it; returns (wrapped, token)."""
+    """Wrap ``command`` so its exit status is printed last; returns (wrapped, token).
+
+    For shells that lose the status, and as proof the command finished: a missing marker
+    means the connection or the shell died. The wrapper exits with the command's status."""
     token = f"{_MARK}{uuid.uuid4().hex[:8]}:"
-    return f"(\n{command}\n)\n__rc=$?; echo; echo \"{token}$__rc\"", token
+    return f"(\n{command}\n)\n__rc=$?; echo; echo \"{token}$__rc\"; exit $__rc", token
 
 
 def split_exit_marker(output: str, token: str) -> tuple[str, int | None]:
@@ -107,6 +111,37 @@ def split_exit_marker(output: str, token: str) -> tuple[str, int | None]:
 
 def quote(arg: str | Path) -> str:
     return shlex.quote(str(arg))
+
+
+_GLOB_PART = re.compile(r"[*?]|\[!?[A-Za-z0-9_-]+\]")
+
+
+def quote_glob(pattern: str) -> str:
+    """Quote a path pattern for the device shell, leaving only ``*``, ``?`` and ``[a-z0-9]``
+    classes active: a profile's glob may match files, never run anything."""
+    out, pos = [], 0
+    for m in _GLOB_PART.finditer(pattern):
+        if m.start() > pos:
+            out.append(quote(pattern[pos:m.start()]))
+        out.append(m.group(0))
+        pos = m.end()
+    if pos < len(pattern) or not out:
+        out.append(quote(pattern[pos:]))
+    return "".join(out)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Text from a device or a tool as one line for an error message (lines joined by ' / ')."""
+    joined = " / ".join(ln.strip() for ln in normalize_newlines(text).splitlines() if ln.strip())
+    return joined if len(joined) <= limit else joined[:limit - 3] + "..."
+
+
+def describe(command: str, limit: int = 60) -> str:
+    """A command as errors name it: its first line, shortened, without repr escapes."""
+    lines = [ln.strip() for ln in normalize_newlines(command).splitlines() if ln.strip()] or [""]
+    first = lines[0]
+    short = first if len(first) <= limit and len(lines) == 1 else first[:limit].rstrip() + " ..."
+    return f"'{short}'"
 
 
 class Transport(abc.ABC):

@@ -380,7 +380,8 @@ class AdbPeer:
 
         def pump(pipe, kind: int) -> None:
             for chunk in iter(lambda: os.read(pipe.fileno(), 65536), b""):
-                stream.write(frame(kind, fix(chunk)))
+                with contextlib.suppress(EOFError, OSError):   # the host is gone: drain, like adbd
+                    stream.write(frame(kind, fix(chunk)))
 
         readers = [threading.Thread(target=pump, args=(proc.stdout, 1), daemon=True)]
         if v2:

@@ -311,8 +311,8 @@ def test_cli_errors_are_one_line_with_what_to_do(phone, tiny_tflite):
     bundle = make_bundle(phone["tmp"] / "bundle", tiny_tflite, "tiny-isp")
     res = cli("profile", str(bundle), "--serial", phone["peer"].address, "--transport", "adb-shell",
               "--no-store", env=phone["env"])
-    assert res.returncode == 2
+    assert res.returncode == 3   # BenchmarkBinaryError is bad input
     lines = [ln for ln in res.stderr.splitlines() if "error:" in ln]
     assert len(lines) == 1 and "--benchmark-binary" in res.stderr and "Traceback" not in res.stderr
     res = cli("profile", str(bundle), "--device", "pixle", "--no-store", env=phone["env"])
-    assert res.returncode == 2 and "Did you mean 'pixel'" in res.stderr
+    assert res.returncode == 3 and "Did you mean 'pixel'" in res.stderr

@@ -39,7 +39,9 @@ def sshd(tmp_path):
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nLogLevel ERROR\n"
-        f"Subsystem sftp internal-sftp\n")
+        f"Subsystem sftp internal-sftp\n"
+        # hostile-input tests: injected commands would 'touch $EDGE_ISP_TEST_CANARY'
+        f"SetEnv EDGE_ISP_TEST_CANARY={d / 'canary'}\n")
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)   # privilege-separation folder sshd wants as root
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stdout=subprocess.DEVNULL,
@@ -55,7 +57,7 @@ def sshd(tmp_path):
     (d / "ssh_config").write_text("")
     opts = {"StrictHostKeyChecking": "no", "UserKnownHostsFile": str(d / "known_hosts"),
             "IdentityFile": str(d / "client_key"), "IdentitiesOnly": "yes"}
-    yield {"port": port, "user": getpass.getuser(), "opts": opts, "dir": d}
+    yield {"port": port, "user": getpass.getuser(), "opts": opts, "dir": d, "canary": d / "canary"}
     proc.terminate()
     try:
         proc.wait(timeout=5)

@@ -22,9 +22,9 @@ def profile(
     serial: Optional[str] = typer.Option(None, "--serial", "-s", help="ADB device: USB serial or HOST:PORT."),
     host: Optional[str] = typer.Option(None, "--host", help="SSH board: [USER@]HOST[:PORT]."),
     transport: str = typer.Option("auto", "--transport", help="auto | adb-shell | adb | ssh | local."),
-    benchmark_binary: Optional[Path] = typer.Option(None, "--benchmark-binary", help="LiteRT benchmark_model for the device's ABI (remembered)."),
+    benchmark_binary: Optional[Path] = typer.Option(None, "--benchmark-binary", help="LiteRT benchmark_model for the device's ABI (wins over the remembered one; remembered once it has run)."),
     runner: str = typer.Option("auto", "--runner", help="auto | benchmark_model | python (litert_runner.py on boards)."),
-    python: str = typer.Option("python3", "--python", help="Python on the board for --runner python."),
+    python: Optional[str] = typer.Option(None, "--python", help="Python on the board: runs litert_runner.py with it instead of a benchmark_model (default python3 for --runner python)."),
     runs: int = typer.Option(50, "--runs", help="Timed runs (benchmark_model --num_runs)."),
     warmup: int = typer.Option(1, "--warmup", help="Warm-up runs."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU/XNNPACK threads."),
@@ -93,8 +93,9 @@ def profile(
     finally:
         dev.close()
     if as_json:
-        print_json([{"model": r.model, "target": r.target, "runtime": r.runtime, "device": r.device_id,
-                     "metrics": r.metrics, "warnings": r.warnings, "stored_id": r.stored_id, "extra": r.extra}
+        print_json([{"model": r.model, "target": r.target, "runtime": r.runtime, "runner": r.runner,
+                     "device": r.device_id, "metrics": r.metrics, "warnings": r.warnings, "stored_id": r.stored_id,
+                     "extra": r.extra}
                     for r in report.runs])
         return
     table = Table(title=f"{dev.info.label}: profile {dev.profile.name if dev.profile else '-'}")
@@ -114,6 +115,8 @@ def profile(
                       f(m, "power_w", ".3f"), f(m, "power_w.idle", ".3f"), f(m, "energy_j_per_frame", ".4g"),
                       f(m, "fps_per_w", ".3g"), temp)
     out.print(table, width=None if out.is_terminal else 200)
+    for label in dict.fromkeys(r.runner for r in report.runs):
+        out.print(f"runner: {label}", highlight=False, markup=False, soft_wrap=True)
     if report.runs:
         p = report.runs[0].extra.get("power", {})
         out.print(f"power source: {p.get('source')} ({p.get('description')}), {p.get('sample_hz')} Hz, "
