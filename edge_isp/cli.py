@@ -12,7 +12,8 @@ import typer
 
 from edge_isp.commands._common import enable_verbose, run_app
 
-COMMAND_MODULES = ("core", "raw", "convert", "check", "process", "bench", "results", "gate", "train", "eval", "devices", "profile", "toolchain")
+COMMAND_MODULES = ("core", "raw", "convert", "check", "process", "verify", "bench", "results", "gate", "train", "eval", "devices",
+                   "profile", "toolchain")
 
 app = typer.Typer(
     help="edge-isp: learned ISP networks from PyTorch to phones and boards, verified at every step.",

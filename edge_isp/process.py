@@ -30,6 +30,8 @@ DEFAULT_OUTPUT_DIR = Path("edge-isp-out") / "process"
 # PyTorch tiles (the reference runner takes any size): the largest tile, RAW mosaic px.
 TORCH_TILE_MOSAIC = (512, 768)
 DEFAULT_OVERLAP = 32
+# Owned block of exact two-pass tiling, packed px (rounded to the model's alignment).
+TWO_PASS_BLOCK = 512
 
 
 @dataclass
@@ -197,11 +199,37 @@ def check_output_format(ext: str, bits: int) -> str:
     return ext
 
 
+def global_net(runner: Any) -> Any | None:
+    """The PyTorch module behind ``runner`` when it reads the whole image (channel attention,
+    instance norm): such a model runs in exact two-pass tiles, not blended tiles."""
+    net = getattr(getattr(runner, "runner", None), "model", None)
+    if getattr(runner, "runtime", "") != "torch" or net is None:
+        return None
+    from edge_isp.models.global_context import global_modules
+
+    return net if global_modules(net) else None
+
+
 def process_image(runner: Any, raw: Any, *, overlap: int = DEFAULT_OVERLAP, out_dtype: Any = np.float32,
-                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """One RawImage -> (H, W, 3) RGB through ``runner`` (tiled when larger than its input)."""
+                  progress: Callable[[int, int], None] | None = None, two_pass: bool = True,
+                  block: int = TWO_PASS_BLOCK) -> np.ndarray:
+    """One RawImage -> (H, W, 3) RGB through ``runner`` (tiled when larger than its input).
+
+    A PyTorch model with global ops runs in exact two-pass tiles (statistics of the whole
+    photo first, see :mod:`edge_isp.models.global_context`) unless ``two_pass=False``.
+    """
     from edge_isp.runtimes.tiling import run_tiled
 
+    net = global_net(runner) if two_pass else None
+    if net is not None:
+        from edge_isp.models import model_info
+        from edge_isp.models.global_context import run_photo
+
+        even = raw if raw.shape == (raw.height // 2 * 2, raw.width // 2 * 2) else raw.crop(
+            0, 0, raw.height // 2 * 2, raw.width // 2 * 2)
+        rgb, _ = run_photo(net, even.packed(), multiple=model_info(runner.model).input_multiple,
+                           out_dtype=out_dtype, progress=progress, block=block)
+        return rgb
     tile = _tile_for(runner, raw.shape)
     th, tw = tile or runner.packed_hw
     ov = min(overlap, min(th, tw) // 2)

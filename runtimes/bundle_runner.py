@@ -144,9 +144,10 @@ def open_bundle(bundle_path: Path | str, threads: int | None = None, runtime: st
         BundleError: missing/broken bundle, or a runtime that cannot run its format, or an
             artifact whose tensors disagree with the manifest.
     """
-    from edge_isp.converters.bundle import load_bundle
+    from edge_isp.converters.bundle import load_bundle, verify_bundle_files
 
     bundle = load_bundle(Path(bundle_path))
+    verify_bundle_files(bundle)  # what runs (bench, process) is what was verified at conversion
     m = bundle.manifest
     fmt = m["target"].get("format", "")
     if fmt == "rknn":

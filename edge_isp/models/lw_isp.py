@@ -68,6 +68,7 @@ from torch import nn
 
 from edge_isp.errors import InputError
 from edge_isp.models._registry import register_model
+from edge_isp.models.global_context import GlobalPool
 
 _WIDTHS = (16, 32, 64, 128)  # encoder widths per level; the bottleneck conv is 256 wide
 _GLOBAL_CONV = 256
@@ -101,10 +102,11 @@ class _ChannelAttention(nn.Module):
         hidden = channels // reduction
         self.squeeze = nn.Conv2d(channels, hidden, 1)
         self.excite = nn.Conv2d(hidden, channels, 1)
+        self.global_pool = GlobalPool()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # mean over H, W exports as one ReduceMean, unlike adaptive pooling to odd sizes
-        w = x.mean(dim=(2, 3), keepdim=True)
+        w = self.global_pool(x)
         w = torch.sigmoid(self.excite(torch.relu(self.squeeze(w))))
         return x * w
 
@@ -155,9 +157,10 @@ class _GlobalContext(nn.Module):
         self.attn = _FGAM(cin) if fgam else nn.Identity()
         self.conv = _Conv(cin * (2 if fgam else 1), _GLOBAL_CONV, padding=padding)
         self.fc = nn.Linear(_GLOBAL_CONV, _GLOBAL_VEC)
+        self.global_pool = GlobalPool(keepdim=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = self.conv(self.attn(self.pool(x))).mean(dim=(2, 3))
+        v = self.global_pool(self.conv(self.attn(self.pool(x))))
         return torch.relu(self.fc(v))[:, :, None, None]
 
 

@@ -38,6 +38,7 @@ from torch import nn
 
 from edge_isp.errors import InputError
 from edge_isp.models._registry import register_model
+from edge_isp.models.global_context import GlobalPool
 
 
 class _Attention(nn.Module):
@@ -52,9 +53,10 @@ class _Attention(nn.Module):
         self.excite = nn.Sequential(
             nn.Conv2d(ch, ch, 1), nn.PReLU(ch), nn.Conv2d(ch, ch, 1), nn.Sigmoid()
         )
+        self.global_pool = GlobalPool()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.excite(self.reduce(x).mean(dim=(2, 3), keepdim=True))
+        return self.excite(self.global_pool(self.reduce(x)))
 
 
 class _Branch(nn.Module):

@@ -37,6 +37,7 @@ from torch import nn
 
 from edge_isp.errors import InputError
 from edge_isp.models._registry import register_model
+from edge_isp.models.global_context import GlobalInstanceNorm2d
 
 
 class _ConvBlock(nn.Sequential):
@@ -47,7 +48,7 @@ class _ConvBlock(nn.Sequential):
         for c in (cin, cout):
             layers.append(nn.Conv2d(c, cout, 3, padding=1))
             if instance_norm:
-                layers.append(nn.InstanceNorm2d(cout, eps=1e-3, affine=True))
+                layers.append(GlobalInstanceNorm2d(cout, eps=1e-3, affine=True))
             layers.append(nn.LeakyReLU(0.2))
         super().__init__(*layers)
 

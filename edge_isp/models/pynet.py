@@ -54,6 +54,7 @@ from torch import Tensor, nn
 
 from edge_isp.errors import InputError
 from edge_isp.models._registry import register_model
+from edge_isp.models.global_context import GlobalInstanceNorm2d
 
 # Feature channels at the output of each pyramid level (level 0 has none: it is RGB).
 _WIDTH = {1: 32, 2: 64, 3: 128, 4: 256, 5: 512}
@@ -79,7 +80,7 @@ class _ConvUnit(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: int, norm: bool = False, act: bool = True):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2, padding_mode="reflect")
-        self.norm = nn.InstanceNorm2d(cout, affine=True) if norm else nn.Identity()
+        self.norm = GlobalInstanceNorm2d(cout, affine=True) if norm else nn.Identity()
         self.act = nn.LeakyReLU(0.2) if act else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:

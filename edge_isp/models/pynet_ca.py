@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edge_isp.models._registry import register_model
+from edge_isp.models.global_context import GlobalInstanceNorm2d, GlobalPool
 
 # The pyramid is shared with PyNET; these helpers are private to the two PyNET modules.
 from edge_isp.models.pynet import _check_level, _PyramidTrunk, _rgb_heads
@@ -57,9 +58,10 @@ class _ChannelAttention(nn.Module):
         super().__init__()
         self.squeeze = nn.Conv2d(channels, channels // reduction, 1)
         self.excite = nn.Conv2d(channels // reduction, channels, 1)
+        self.global_pool = GlobalPool()
 
     def forward(self, x: Tensor) -> Tensor:
-        w = x.mean(dim=(2, 3), keepdim=True)
+        w = self.global_pool(x)
         w = self.excite(torch.relu(self.squeeze(w)))
         return x * torch.sigmoid(w)
 
@@ -75,7 +77,7 @@ class _DoubleConv(nn.Module):
         self.conv2 = nn.Conv2d(
             width, width, kernel, padding=pad, padding_mode="reflect", bias=not norm
         )
-        self.norm = nn.InstanceNorm2d(width, affine=True) if norm else nn.Identity()
+        self.norm = GlobalInstanceNorm2d(width, affine=True) if norm else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.leaky_relu(self.conv1(x), 0.2)

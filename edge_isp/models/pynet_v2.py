@@ -56,6 +56,7 @@ from torch import nn
 
 from edge_isp.errors import InputError
 from edge_isp.models._registry import register_model
+from edge_isp.models.global_context import GlobalInstanceNorm2d, GlobalPool
 
 _PAD_MODES = {"reflect": "reflect", "zero": "zeros"}
 _IN_EPS = 1e-3  # tensorflow-addons InstanceNormalization default
@@ -79,7 +80,7 @@ def _conv(
         nn.Conv2d(cin, cout, k, stride, padding, groups=groups, padding_mode=pad)
     ]
     if norm:
-        layers.append(nn.InstanceNorm2d(cout, eps=_IN_EPS, affine=True))
+        layers.append(GlobalInstanceNorm2d(cout, eps=_IN_EPS, affine=True))
     if act:
         layers.append(nn.PReLU(cout))
     return nn.Sequential(*layers)
@@ -143,10 +144,11 @@ class _ChannelAttention(nn.Module):
         self.excite = nn.Sequential(
             _conv(ch, ch, 1, pad=pad), _conv(ch, ch, 1, pad=pad, act=False)
         )
+        self.global_pool = GlobalPool()  # the global read: exact two-pass tiling injects it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv(x)
-        att = self.reduce(out).mean(dim=(2, 3), keepdim=True)
+        att = self.global_pool(self.reduce(out))
         return out * torch.sigmoid(self.excite(att)) + x
 
 

@@ -1,0 +1,106 @@
+"""``edge-isp verify``: whole photos through a bundle or a tiled model vs the untiled model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from edge_isp.commands._common import JsonFlag, err, out, parse_hw, parse_options, print_json
+from edge_isp.commands.raw import _CFA, _CROP_EVEN, _FORCE_CFA, _HEADER
+from edge_isp.errors import CheckFailedError, InputError
+
+app = typer.Typer()
+
+
+@app.command()
+def verify(
+    paths: list[Path] = typer.Argument(..., help="[BUNDLE] PHOTO...: a bundle folder first (optional), then RAW photos."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry model run tiled in PyTorch (default: the built-in default model)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Weights for --model, or the bundle's source weights when they moved."),
+    option: list[str] = typer.Option([], "--option", "-O", help="Model option key=value for --model."),
+    tile: Optional[str] = typer.Option(None, "--tile", help="RAW mosaic tile HxW for --model's blended tiles (with --no-two-pass)."),
+    two_pass: bool = typer.Option(True, "--two-pass/--no-two-pass", help="Exact two-pass tiling for models with global ops (PyTorch subjects)."),
+    block: int = typer.Option(512, "--block", help="Two-pass owned block, packed px (rounded to the model's alignment)."),
+    overlap: int = typer.Option(32, "--overlap", help="Blended-tile overlap, packed px (also the seam score's blend width)."),
+    output_dir: Path = typer.Option(Path("edge-isp-out/verify"), "--output", "-o", help="Folder for the diff heat-maps."),
+    min_psnr: Optional[float] = typer.Option(None, "--min-psnr", help="Whole-image PSNR bar, dB (default 50)."),
+    min_tile_psnr: Optional[float] = typer.Option(None, "--min-tile-psnr", help="Worst-tile PSNR bar, dB (default 45)."),
+    max_seam: Optional[float] = typer.Option(None, "--max-seam-score", help="Seam score bar (default 1.05; 1.0 = no seam)."),
+    width: Optional[int] = typer.Option(None, "--width"), height: Optional[int] = typer.Option(None, "--height"),
+    cfa: Optional[str] = _CFA, force_cfa: bool = _FORCE_CFA, crop_even: bool = _CROP_EVEN,
+    header_bytes: Optional[int] = _HEADER,
+    black: Optional[float] = typer.Option(None, "--black"), white: Optional[float] = typer.Option(None, "--white"),
+    as_json: bool = JsonFlag,
+) -> None:
+    """Verify whole photos: the subject tiled at full resolution vs the untiled PyTorch model."""
+    from edge_isp._atomic import ensure_writable_folder
+    from edge_isp.converters.bundle import is_bundle_dir
+    from edge_isp.whole_photo import default_bars, reference_net_for_bundle, verify_photos
+
+    bundle = paths[0] if paths and is_bundle_dir(paths[0]) else None
+    photos = paths[1:] if bundle is not None else paths
+    if not photos:
+        raise InputError("name at least one RAW photo to verify (after the bundle folder)")
+    missing = [str(p) for p in photos if not p.is_file()]
+    if missing:
+        raise InputError(f"photo(s) not found: {', '.join(missing[:3])}")
+    if bundle is not None and (model or option or tile):
+        raise InputError("--model, --option and --tile describe a PyTorch subject; a bundle brings its own")
+    ensure_writable_folder(output_dir, "--output")
+    layout: dict[str, Any] = {k: v for k, v in {
+        "width": width, "height": height, "cfa": cfa, "black_level": black, "white_level": white,
+        "header_bytes": header_bytes, "force_cfa": force_cfa or None, "crop_even": crop_even or None}.items()
+        if v is not None}
+    with err.status("loading the models"):
+        if bundle is not None:
+            from edge_isp.converters.bundle import load_bundle
+            from edge_isp.runtimes.bundle_runner import open_bundle
+
+            subject = open_bundle(bundle)
+            reference = reference_net_for_bundle(load_bundle(bundle).manifest, weights)
+        else:
+            subject, reference = _torch_subject(model, weights, parse_options(option), parse_hw(tile, "--tile"))
+    bars = default_bars(min_psnr, min_tile_psnr, max_seam)
+    with err.status("verifying") as status:
+        report = verify_photos(subject, reference, photos, out_dir=output_dir, raw_layout=layout, overlap=overlap,
+                               two_pass=two_pass, bars=bars, block=block,
+                               progress=lambda stage: status.update(f"[bold]verify[/]: {stage}"))
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _print(report)
+    if not report.passed:
+        failed = [f"{Path(p.source).name}: {', '.join(p.failures)}" for p in report.photos if not p.passed]
+        raise CheckFailedError(f"whole-photo verification failed: {'; '.join(failed)}")
+
+
+def _torch_subject(model: str | None, weights: Path | None, options: dict[str, Any],
+                   tile: tuple[int, int] | None) -> tuple[Any, Any]:
+    from edge_isp.process import _default_net
+    from edge_isp.runtimes.bundle_runner import open_model
+
+    if model is None and weights is None and not options:
+        name, net, _warning = _default_net()
+        return open_model(name, tile, net=net), net
+    subject = open_model(model, tile, weights=weights, options=options)
+    return subject, subject.runner.model
+
+
+def _print(report: Any) -> None:
+    s = report.subject
+    table = Table(title=f"whole-photo verification: {s.get('model')} ({s.get('target')}, {s.get('runtime')}) "
+                        f"vs untiled PyTorch")
+    for col in ("photo", "size", "mode", "tiles", "PSNR", "SSIM", "worst tile", "seam score", "time", "diff"):
+        table.add_column(col)
+    for p in report.photos:
+        seam = "-" if p.seam_score is None else f"{p.seam_score:.3f}"
+        table.add_row(Path(p.source).name, f"{p.mosaic_hw[1]}x{p.mosaic_hw[0]}", p.mode, str(p.tiles),
+                      f"{p.psnr_db:.1f} dB", f"{p.ssim:.4f}", f"{p.worst_tile_psnr_db:.1f} dB", seam,
+                      f"{p.subject_s:.1f} s (ref {p.reference_s:.1f} s)", p.diff_png or "-")
+    b = report.bars
+    table.caption = (f"bars: PSNR >= {b['min_psnr_db']:g} dB, worst tile >= {b['min_worst_tile_psnr_db']:g} dB, "
+                     f"seam score <= {b['max_seam_score']:g}")
+    out.print(table)

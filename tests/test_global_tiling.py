@@ -1,0 +1,127 @@
+"""Exact two-pass tiling of models that read the whole image, and whole-photo verification.
+
+The photos are synthetic with strong global structure (a gradient sky over textured
+ground), where a tile's own statistics differ most from the photo's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge_isp.models import create, model_info  # noqa: E402
+from edge_isp.models.global_context import (  # noqa: E402
+    analyse,
+    global_modules,
+    plan_blocks,
+    run_photo,
+)
+
+
+def _sky(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Packed (4, h, w) Bayer planes of a bright gradient sky over darker textured ground."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    sky = 0.2 + 0.6 * (1 - yy / h)
+    ground = yy > 0.65 * h
+    tex = 0.08 * np.sin(xx / 5.0) * np.cos(yy / 3.0)
+    planes = [np.where(ground, 0.2 + tex, sky * f) for f in (1.0, 0.8, 0.55, 0.8)]
+    noise = np.random.default_rng(seed).normal(0, 0.01, (4, h, w))
+    return np.clip(np.stack(planes) + noise, 0, 1).astype(np.float32)
+
+
+def _untiled(net, packed: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return net(torch.from_numpy(packed)[None])[0].clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return 300.0 if mse == 0 else 10 * np.log10(1 / mse)
+
+
+@pytest.mark.parametrize("name", ["pynet-v2-mobile-nonorm", "pynet-v2-mobile", "microisp", "lw-isp"])
+def test_two_pass_tiles_equal_the_untiled_model(name):
+    net = create(name, seed=0)
+    info = model_info(name)
+    packed = _sky(216, 288)
+    out, plan = run_photo(net, packed, multiple=info.input_multiple, block=144)
+    assert len(plan_blocks(packed.shape[1:], 144, 0, plan.align)) >= 4   # really tiled
+    assert plan.to_dict()["passes"] == len(global_modules(net)) + 1
+    assert _psnr(out, _untiled(net, packed)) > 100                      # float rounding only
+
+
+def test_plain_tiles_of_a_global_model_are_not_the_model():
+    """The problem two-pass solves: per-tile statistics change the picture."""
+    from edge_isp.runtimes.bundle_runner import open_model
+    from edge_isp.runtimes.tiling import run_tiled
+
+    net = create("pynet-v2-mobile", seed=0)
+    packed = _sky(360, 504)
+    runner = open_model("pynet-v2-mobile", (288, 288), net=net)
+    tiled = run_tiled(runner, packed, overlap=16)
+    assert _psnr(tiled, _untiled(net, packed)) < 45
+
+
+def test_analysis_finds_the_strides_and_order_of_the_default_model():
+    plan = analyse(create("pynet-v2-mobile-nonorm", seed=0))
+    # Two channel attentions: after three stride-2 levels and a stride-9 reduce (36 packed px),
+    # then one level up (18); the deeper one runs first.
+    assert plan.strides == ((36, 36), (18, 18)) and plan.align == 36
+    assert plan.output_scale == 2 and plan.output_halo > 0 and all(h > 0 for h in plan.halos)
+
+
+def test_marked_modules_compute_as_plain_pytorch_outside_a_context():
+    net = create("pynet-v2-mobile", seed=3)
+    x = torch.from_numpy(_sky(64, 96))[None]
+    norm = next(m for m in net.modules() if isinstance(m, torch.nn.InstanceNorm2d))
+    ref = torch.nn.functional.instance_norm(x[:, :1].repeat(1, norm.num_features, 1, 1), weight=norm.weight,
+                                            bias=norm.bias, eps=norm.eps)
+    with torch.no_grad():
+        assert torch.allclose(norm(x[:, :1].repeat(1, norm.num_features, 1, 1)), ref)
+    state = net.state_dict()
+    assert not any("global_pool" in k for k in state)  # weights stay compatible
+
+
+def _photo(path: Path, h: int = 720, w: int = 1008) -> Path:
+    """The sky as a 16-bit RGGB Bayer PNG (mosaic 2h x 2w)."""
+    from PIL import Image
+
+    b, gr, r, gb = _sky(h // 2, w // 2)
+    mosaic = np.zeros((h, w), np.float32)
+    mosaic[0::2, 0::2], mosaic[0::2, 1::2], mosaic[1::2, 0::2], mosaic[1::2, 1::2] = r, gr, gb, b
+    Image.fromarray((mosaic * 65535).astype(np.uint16)).save(path)
+    return path
+
+
+def _verify(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_isp.cli", "verify", *args, "--cfa", "RGGB", "--black", "0",
+                           "--white", "65535", "-o", str(tmp_path / "v"), "--json"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path, env=dict(os.environ))
+
+
+def test_verify_two_pass_meets_the_bars_and_writes_a_heatmap(tmp_path):
+    photo = _photo(tmp_path / "sky.png")
+    proc = _verify(tmp_path, str(photo), "--block", "144")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    p = report["photos"][0]
+    assert p["mode"].startswith("two-pass") and p["tiles"] >= 2
+    assert p["psnr_db"] >= 50 and p["worst_tile_psnr_db"] >= 45 and p["seam_score"] <= 1.05
+    assert Path(p["diff_png"]).is_file() and report["passed"]
+
+
+def test_verify_catches_plain_tiling_with_exit_1(tmp_path):
+    photo = _photo(tmp_path / "sky.png")
+    proc = _verify(tmp_path, str(photo), "--no-two-pass", "--tile", "288x320")
+    assert proc.returncode == 1, proc.stderr
+    p = json.loads(proc.stdout)["photos"][0]
+    assert p["mode"] == "blended tiles" and p["psnr_db"] < 50 and not p["passed"]
+    assert len(proc.stderr.strip().splitlines()) == 1 and "psnr_db" in proc.stderr
