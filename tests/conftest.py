@@ -7,14 +7,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_RAW = REPO.parent / "shared" / "data" / "raw"
+# The real RAW captures, kept in the repository (tests/data/raw, with their licences) so
+# the suite runs on a bare clone; the same files as ../shared/data/raw.
+SHARED_RAW = Path(__file__).resolve().parent / "data" / "raw"
 
 
 @pytest.fixture(scope="session")
 def shared_raw() -> Path:
-    """The real RAW captures in ../shared/data/raw (CI always has that folder)."""
+    """The real RAW captures in tests/data/raw."""
     if not SHARED_RAW.is_dir():
-        pytest.fail(f"{SHARED_RAW} is missing: clone the project with ../shared beside it")
+        pytest.fail(f"{SHARED_RAW} is missing: the repository is incomplete")
     return SHARED_RAW
 
 

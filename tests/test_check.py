@@ -32,14 +32,14 @@ from edge_isp.converters.support import FEATURE_LEVELS, SupportTableError, load_
 from edge_isp.converters.tflite_reader import TfliteFormatError, parse_tflite, read_tflite
 from edge_isp.errors import InputError, UnknownNameError
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "data" / "reference"  # copies of ../shared/reference
 FL7 = FEATURE_LEVELS[7]
 
 
 def _reference(name: str) -> dict:
     path = REFERENCE / name
     if not path.is_file():
-        pytest.fail(f"{path} is missing: clone the project with ../shared beside it")
+        pytest.fail(f"{path} is missing: the repository is incomplete")
     return json.loads(path.read_text())
 
 

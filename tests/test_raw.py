@@ -37,7 +37,7 @@ from edge_isp.raw import (
 from edge_isp.raw.augment import apply_window, plan_window
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw"  # the conftest's shared_raw
+SAMPLES = Path(__file__).resolve().parent / "data" / "raw"  # the conftest's shared_raw
 DOG = SAMPLES / "halide_bayer_small_grbg.png"
 ROSE = SAMPLES / "DSC_1339_768x512_rggb_u16le.raw"
 CHART = SAMPLES / "openisp_1920x1080_rggb_u16le.raw"
