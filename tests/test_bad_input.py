@@ -200,6 +200,14 @@ CASES: dict[str, Case] = {
     "render-unwritable": Case(["render", "-o", UNWRITABLE + "/r.png"], EXIT_BAD_INPUT, "cannot write"),
     "render-onto-a-folder": Case(["render", "-o", "mine"], EXIT_BAD_INPUT, "folder",
                                  lambda d: _user_files(d / "mine")),
+    # --- verify
+    "verify-missing-photo": Case(["verify", "nope.dng"], EXIT_BAD_INPUT, "not found"),
+    "verify-bundle-without-photo": Case(["verify", "b"], EXIT_BAD_INPUT, "at least one RAW photo",
+                                        lambda d: _bundle(d / "b")),
+    "verify-unwritable": Case(["verify", "x.dng", "-o", UNWRITABLE], EXIT_BAD_INPUT, "cannot write",
+                              lambda d: _random(d / "x.dng")),
+    "verify-random-photo": Case(["verify", "x.dng", "-o", "v"], EXIT_BAD_INPUT, "x.dng",
+                                lambda d: _random(d / "x.dng")),
     # --- devices and toolchains (device transports: tests/test_devices_*.py)
     "devices-broken-profile-toml": Case(["devices", "--profiles"], EXIT_BAD_INPUT, "bad.toml",
                                         lambda d: ((d / "cfg" / "devices").mkdir(parents=True),
@@ -247,7 +255,7 @@ def test_the_corpus_is_wide() -> None:
     assert len(CASES) >= 60
     verbs = {case.args[0] for case in CASES.values()}
     assert {"convert", "process", "check", "bench", "results", "gate", "train", "eval", "raw-info", "render",
-            "devices", "profile", "toolchain"} <= verbs
+            "devices", "profile", "toolchain", "verify"} <= verbs
 
 
 def test_exit_code_table_is_documented() -> None:

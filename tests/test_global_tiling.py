@@ -125,3 +125,5 @@ def test_verify_catches_plain_tiling_with_exit_1(tmp_path):
     p = json.loads(proc.stdout)["photos"][0]
     assert p["mode"] == "blended tiles" and p["psnr_db"] < 50 and not p["passed"]
     assert len(proc.stderr.strip().splitlines()) == 1 and "psnr_db" in proc.stderr
+    again = _verify(tmp_path, str(photo), "--no-two-pass", "--tile", "288x320")
+    assert again.returncode == 3 and "--overwrite" in again.stderr   # the heat-map is not replaced silently

@@ -26,6 +26,7 @@ def verify(
     block: int = typer.Option(512, "--block", help="Two-pass owned block, packed px (rounded to the model's alignment)."),
     overlap: int = typer.Option(32, "--overlap", help="Blended-tile overlap, packed px (also the seam score's blend width)."),
     output_dir: Path = typer.Option(Path("edge-isp-out/verify"), "--output", "-o", help="Folder for the diff heat-maps."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace heat-maps that exist already."),
     min_psnr: Optional[float] = typer.Option(None, "--min-psnr", help="Whole-image PSNR bar, dB (default 50)."),
     min_tile_psnr: Optional[float] = typer.Option(None, "--min-tile-psnr", help="Worst-tile PSNR bar, dB (default 45)."),
     max_seam: Optional[float] = typer.Option(None, "--max-seam-score", help="Seam score bar (default 1.05; 1.0 = no seam)."),
@@ -50,6 +51,11 @@ def verify(
     if bundle is not None and (model or option or tile):
         raise InputError("--model, --option and --tile describe a PyTorch subject; a bundle brings its own")
     ensure_writable_folder(output_dir, "--output")
+    taken = [output_dir / f"{p.stem}_diff.png" for p in photos]
+    existing = [str(p) for p in taken if p.exists()]
+    if existing and not overwrite:
+        raise InputError(f"heat-map(s) exist already ({', '.join(existing[:3])}); pass --overwrite to replace them "
+                         f"or choose another --output folder")
     layout: dict[str, Any] = {k: v for k, v in {
         "width": width, "height": height, "cfa": cfa, "black_level": black, "white_level": white,
         "header_bytes": header_bytes, "force_cfa": force_cfa or None, "crop_even": crop_even or None}.items()
