@@ -31,7 +31,7 @@ DEFAULT_OUTPUT_DIR = Path("edge-isp-out") / "process"
 TORCH_TILE_MOSAIC = (512, 768)
 DEFAULT_OVERLAP = 32
 # Owned block of exact two-pass tiling, packed px (rounded to the model's alignment).
-TWO_PASS_BLOCK = 512
+TWO_PASS_BLOCK = 288  # = models.global_context.DEFAULT_BLOCK (measured there); no torch import here
 
 
 @dataclass

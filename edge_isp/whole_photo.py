@@ -29,6 +29,7 @@ import numpy as np
 
 from edge_isp._resources import peak_rss_mb, reset_peak_rss
 from edge_isp.errors import BundleError, InputError
+from edge_isp.process import TWO_PASS_BLOCK
 
 # Goals of the full-resolution work (issue #14) for FP32 subjects; `--min-psnr` etc. override.
 DEFAULT_MIN_PSNR_DB = 50.0
@@ -188,7 +189,7 @@ def _reference(net: Any, packed: np.ndarray, multiple: int) -> np.ndarray:
 
 def verify_photo(subject: Any, reference_net: Any, source: Path, *, out_dir: Path | None = None,
                  raw_layout: dict[str, Any] | None = None, overlap: int = 32, two_pass: bool = True,
-                 bars: dict[str, float] | None = None, block: int = 512,
+                 bars: dict[str, float] | None = None, block: int = TWO_PASS_BLOCK,
                  progress: Callable[[str], None] | None = None) -> PhotoVerification:
     """One whole photo through ``subject`` (a LoadedRunner) and untiled ``reference_net``."""
     from edge_isp.models import model_info
@@ -283,7 +284,7 @@ def default_bars(min_psnr_db: float | None = None, min_worst_tile_psnr_db: float
 
 def verify_photos(subject: Any, reference_net: Any, photos: Sequence[Path | str], *, out_dir: Path | None = None,
                   raw_layout: dict[str, Any] | None = None, overlap: int = 32, two_pass: bool = True,
-                  bars: dict[str, float] | None = None, block: int = 512,
+                  bars: dict[str, float] | None = None, block: int = TWO_PASS_BLOCK,
                   progress: Callable[[str], None] | None = None) -> VerifyReport:
     """Every photo through the subject and the untiled reference; see :func:`verify_photo`."""
     bars = bars if bars is not None else default_bars()

@@ -27,7 +27,7 @@ def _photo(mp: float):
     return np.clip(np.stack(planes), 0, 1).astype(np.float32)
 
 
-def _one(mode: str, model: str, mp: float) -> dict:
+def _one(mode: str, model: str, mp: float, block: int) -> dict:
     import numpy as np
     import torch
 
@@ -41,12 +41,12 @@ def _one(mode: str, model: str, mp: float) -> dict:
     net = create(model, seed=0)
     t0 = time.perf_counter()
     if mode == "two-pass":
-        run_photo(net, packed, multiple=model_info(model).input_multiple, out_dtype=np.uint8)
+        run_photo(net, packed, multiple=model_info(model).input_multiple, out_dtype=np.uint8, block=block)
     else:
         runner = open_model(model, (1088, 1920), net=net)
         run_tiled(runner, packed, overlap=32, out_dtype=np.uint8)
     seconds = time.perf_counter() - t0
-    return {"mode": mode, "model": model, "packed_hw": list(packed.shape[1:]),
+    return {"mode": mode, "model": model, "block": block if mode == "two-pass" else None, "packed_hw": list(packed.shape[1:]),
             "megapixels": round(packed.shape[1] * packed.shape[2] * 4 / 1e6, 2), "seconds": round(seconds, 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
@@ -55,14 +55,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mp", type=float, default=12.0)
     ap.add_argument("--model", default="pynet-v2-mobile-nonorm")
+    ap.add_argument("--block", type=int, default=512, help="two-pass owned block, packed px")
     ap.add_argument("--one", choices=("two-pass", "blended"))
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(_one(args.one, args.model, args.mp)))
+        print(json.dumps(_one(args.one, args.model, args.mp, args.block)))
         return
     rows = []
     for mode in ("blended", "two-pass"):
-        out = subprocess.run([sys.executable, __file__, "--one", mode, "--mp", str(args.mp), "--model", args.model],
+        out = subprocess.run([sys.executable, __file__, "--one", mode, "--mp", str(args.mp), "--model", args.model, "--block", str(args.block)],
                              capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(rows[-1])

@@ -23,7 +23,7 @@ def verify(
     option: list[str] = typer.Option([], "--option", "-O", help="Model option key=value for --model."),
     tile: Optional[str] = typer.Option(None, "--tile", help="RAW mosaic tile HxW for --model's blended tiles (with --no-two-pass)."),
     two_pass: bool = typer.Option(True, "--two-pass/--no-two-pass", help="Exact two-pass tiling for models with global ops (PyTorch subjects)."),
-    block: int = typer.Option(512, "--block", help="Two-pass owned block, packed px (rounded to the model's alignment)."),
+    block: int = typer.Option(288, "--block", help="Two-pass owned block, packed px (rounded to the model's alignment)."),
     overlap: int = typer.Option(32, "--overlap", help="Blended-tile overlap, packed px (also the seam score's blend width)."),
     output_dir: Path = typer.Option(Path("edge-isp-out/verify"), "--output", "-o", help="Folder for the diff heat-maps."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace heat-maps that exist already."),
