@@ -285,15 +285,44 @@ def _layout_hint(onnx_path: Path, mosaic_hw: tuple[int, int], step: int) -> str:
     )
 
 
+# ``--weights default``: the trained weights shipped in the package, named explicitly.
+PACKAGED_WEIGHTS = "default"
+
+
 def with_default_model(opts: ConvertOptions) -> ConvertOptions:
-    """Fill in the packaged default model (name, options, trained weights) when none is given."""
-    if opts.model is not None:
-        return opts
+    """Fill in the packaged default model (name, options, trained weights) when none is given,
+    and resolve ``--weights default`` to the packaged file (its model only)."""
     from edge_isp.models.pretrained import default_weights_path
 
     spec = _default_spec()
+    if opts.weights is not None and str(opts.weights) == PACKAGED_WEIGHTS:
+        if opts.model not in (None, spec.name):
+            raise InputError(f"--weights default are the packaged {spec.name} weights; {opts.model} has no packaged "
+                             f"weights: pass a checkpoint with --weights PATH")
+        return dataclasses.replace(opts, model=spec.name, model_options={**spec.options, **opts.model_options},
+                                   weights=default_weights_path(spec))
+    if opts.model is not None:
+        return opts
     return dataclasses.replace(opts, model=spec.name, model_options={**spec.options, **opts.model_options},
                                weights=opts.weights or default_weights_path(spec))
+
+
+def weights_kind(weights: Path | None) -> str:
+    """What a bundle's weights are: 'packaged' (the shipped trained default), 'file', 'random'."""
+    if weights is None:
+        return "random"
+    from edge_isp.models.pretrained import default_weights_path
+
+    try:
+        packaged = default_weights_path(_default_spec()).resolve()
+    except InputError:
+        packaged = None
+    return "packaged" if packaged is not None and Path(weights).resolve() == packaged else "file"
+
+
+RANDOM_WEIGHTS_WARNING = ("random weights (no --weights): the PSNR vs PyTorch, size, speed and delegation figures "
+                          "hold, the pictures do not; pass --weights PATH (or --weights default for the packaged "
+                          "model)")
 
 
 def default_output(opts: ConvertOptions) -> Path:
@@ -407,6 +436,7 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
             "model": {
                 "name": opts.model, "options": {**info.default_options, **opts.model_options},
                 "params": count_params(model), "weights": str(opts.weights) if opts.weights else f"init(seed={opts.seed})",
+                "weights_kind": weights_kind(opts.weights),
                 "weights_sha256": weights_sha256(model),
             },
             "target": {

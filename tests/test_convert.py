@@ -246,3 +246,22 @@ def test_load_bundle_detects_incomplete(tmp_path, bundles):
         load_bundle(copy)
     with pytest.raises(BundleError, match="not an edge-isp bundle"):
         load_bundle(tmp_path)
+
+
+def test_bundles_say_which_weights_they_carry(tmp_path):
+    import subprocess
+    import sys
+
+    random = convert(ConvertOptions(model="microisp", target="onnx-fp32", input_size=(192, 192), output=tmp_path / "r"))
+    assert random.manifest["model"]["weights_kind"] == "random"
+    packaged = convert(ConvertOptions(target="onnx-fp32", weights=Path("default"), output=tmp_path / "p"))
+    assert packaged.manifest["model"]["weights_kind"] == "packaged"
+    assert packaged.manifest["model"]["name"] == "pynet-v2-mobile-nonorm"
+    with pytest.raises(InputError, match="no packaged weights"):
+        convert(ConvertOptions(model="microisp", target="onnx-fp32", weights=Path("default"), output=tmp_path / "x"))
+    proc = subprocess.run([sys.executable, "-m", "edge_isp.cli", "convert", "microisp", "--target", "onnx-fp32",
+                           "--input-size", "192x192", "-o", str(tmp_path / "cli")], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "weights: init(seed=0) (random)" in proc.stdout
+    assert proc.stderr.count("warning:") == 1 and "random weights" in proc.stderr

@@ -127,3 +127,10 @@ def test_verify_catches_plain_tiling_with_exit_1(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and "psnr_db" in proc.stderr
     again = _verify(tmp_path, str(photo), "--no-two-pass", "--tile", "288x320")
     assert again.returncode == 3 and "--overwrite" in again.stderr   # the heat-map is not replaced silently
+
+
+def test_one_default_block_size():
+    from edge_isp.models.global_context import DEFAULT_BLOCK
+    from edge_isp.process import TWO_PASS_BLOCK
+
+    assert TWO_PASS_BLOCK == DEFAULT_BLOCK

@@ -18,7 +18,7 @@ app = typer.Typer()
 def convert(
     model: Optional[str] = typer.Argument(None, help="Registered model (default: the built-in default model)."),
     target: str = typer.Option("nnapi-int8", "--target", "-t", help="Target name; see 'edge-isp targets'."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="State-dict checkpoint for the model."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="State-dict checkpoint for the model; 'default' = the packaged trained weights. Without it a named model has random weights."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="RAW mosaic HxW, e.g. 544x960."),
     calib: Optional[Path] = typer.Option(None, "--calib", help="Folder of RAW files for calibration and verification."),
     calib_samples: int = typer.Option(16, "--calib-samples", help="Calibration crops."),
@@ -43,7 +43,7 @@ def convert(
 ) -> None:
     """Convert a model for a target, verify it against PyTorch, and write a bundle."""
     from edge_isp.converters.estimates import record_estimates
-    from edge_isp.converters.pipeline import ConvertOptions
+    from edge_isp.converters.pipeline import RANDOM_WEIGHTS_WARNING, ConvertOptions
     from edge_isp.converters.pipeline import convert as run_convert
 
     if io_dtype not in (None, "int8", "uint8"):
@@ -58,6 +58,8 @@ def convert(
     )
     if as_json:
         result = run_convert(opts)
+        if result.manifest["model"].get("weights_kind") == "random":
+            err.print(f"[yellow]warning:[/] {RANDOM_WEIGHTS_WARNING}", highlight=False, soft_wrap=True)
         stored = None if no_store else record_estimates(result.manifest, results)
         print_json({**result.manifest, **({"estimate_row": stored} if stored is not None else {})})
         return
@@ -79,6 +81,10 @@ def convert(
     else:
         table.caption = f"verified on {held['samples']} RAW crops ({held['source']})"
     out.print(table)
+    kind = m["model"].get("weights_kind", "file")
+    out.print(f"weights: {m['model']['weights']} ({kind})", highlight=False)
+    if kind == "random":
+        err.print(f"[yellow]warning:[/] {RANDOM_WEIGHTS_WARNING}", highlight=False, soft_wrap=True)
     out.print(f"support check: {m['support_check']['summary']}")
     if m.get("layer_errors"):
         lt = Table(title="INT8 layers with the largest error (RMSE in quantisation steps)")

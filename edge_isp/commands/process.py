@@ -59,6 +59,9 @@ def process(
         err.print("no photos given: processing the bundled sample")
     if getattr(runner, "warning", None):
         err.print(f"[yellow]warning:[/] {runner.warning}", highlight=False, soft_wrap=True)
+    if model is not None and weights is None and bundle is None:
+        err.print(f"[yellow]warning:[/] {model} has random weights (no --weights): the pictures are noise-like; "
+                  f"pass --weights PATH, or omit --model for the trained default model", highlight=False, soft_wrap=True)
     if not as_json:
         err.print(f"{runner.model} on {runner.runtime} ({runner.target}), tiles of "
                   f"{runner.mosaic_hw[0]}x{runner.mosaic_hw[1]} RAW px, overlap {overlap}")
