@@ -30,6 +30,21 @@ numeric cost is measured by the usual verification against PyTorch. Choices:
     SPLIT only from API 30 (float32/uint8/int32 below). Slices become STRIDED_SLICE, which
     NNAPI takes quantized from API 28.
 
+``reflect_pad_as_slices=True`` (exact)
+    A reflect Pad of k pixels (the published PyNET models pad 1-2 px before every conv)
+    becomes, per spatial axis, k one-row slices in mirrored order concatenated around the
+    tensor: TFLite SLICE/STRIDED_SLICE + CONCATENATION (NNAPI from API 27/28) instead of
+    MIRROR_PAD (NNAPI feature level 7 only). The same values, copied, not computed.
+
+``resize_as_depth_to_space=True`` (exact up to float rounding)
+    A 2x bilinear upsampling with half-pixel centres (PyTorch ``align_corners=False``)
+    is, per axis, out[2i] = 0.75 x[i] + 0.25 x[i-1] and out[2i+1] = 0.75 x[i] + 0.25 x[i+1]
+    (edges clamped). The four phase images are built with slices, MUL and ADD, stacked on
+    the channel axis and interleaved by DEPTH_TO_SPACE: ops NNAPI takes from API 27, where
+    RESIZE_BILINEAR with half_pixel_centers needs API 30. Exact in ONNX Runtime and
+    OpenVINO; onnx2tf 1.29.24 mis-infers the layout of the rewritten graph (a conv after
+    it gets the wrong shape), so TFLite targets refuse it for now (``require_supported``).
+
 ``padding="zero"`` (changes the function; a model option, not an ONNX rewrite)
     Reflect padding becomes MIRROR_PAD (NNAPI feature level 7 only); zero padding becomes
     PAD (API 28+) or folds into the conv. pynet-v2-mobile has it as a model option
@@ -64,6 +79,8 @@ class FitOptions:
     pixel_shuffle: str = "crd"
     drop_noop_pads: bool = False
     split_as_slice: bool = False
+    reflect_pad_as_slices: bool = False
+    resize_as_depth_to_space: bool = False
 
     def __post_init__(self) -> None:
         if self.pixel_shuffle not in PIXEL_SHUFFLE_FORMS:
@@ -84,7 +101,7 @@ class FitOptions:
         for key in pairs:
             if key not in known:
                 raise InputError(f"unknown fit option {key!r}; known: {', '.join(sorted(known))}")
-        for key in ("drop_noop_pads", "split_as_slice"):
+        for key in ("drop_noop_pads", "split_as_slice", "reflect_pad_as_slices", "resize_as_depth_to_space"):
             if key in pairs and not isinstance(pairs[key], bool):
                 raise InputError(f"fit option {key} must be true or false")
         return cls(**pairs)
@@ -117,7 +134,8 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     graph_outputs = {o.name for o in graph.output}
-    changed = {"depth_to_space_dcr": 0, "depth_to_space_deconv": 0, "noop_pads_removed": 0, "splits_as_slices": 0}
+    changed = {"depth_to_space_dcr": 0, "depth_to_space_deconv": 0, "noop_pads_removed": 0, "splits_as_slices": 0,
+               "reflect_pads_as_slices": 0, "resizes_as_depth_to_space": 0}
 
     def single_use(name: str) -> bool:
         return len(consumers.get(name, [])) == 1 and name not in graph_outputs
@@ -206,6 +224,12 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
     if options.split_as_slice:
         _splits_to_slices(proto, changed)
 
+    if options.reflect_pad_as_slices:
+        changed["reflect_pads_as_slices"] = _rewrite_nodes(proto, _reflect_pad_nodes)
+
+    if options.resize_as_depth_to_space:
+        changed["resizes_as_depth_to_space"] = _rewrite_nodes(proto, _resize2x_nodes)
+
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:  # noqa: BLE001
@@ -288,6 +312,19 @@ def _depth_to_space_as_deconv(proto: Any) -> int:
     return count
 
 
+# Fits the TFLite route (onnx2tf) cannot take yet, and why.
+TFLITE_UNSUPPORTED = {"resize_as_depth_to_space": "onnx2tf 1.29.24 mis-infers the layout of the rewritten graph"}
+
+
+def require_supported(options: FitOptions, fmt: str) -> None:
+    """Refuse, before any work, a fit the target's converter cannot take."""
+    if fmt in ("tflite", "vela", "litert-aot"):
+        for key, why in TFLITE_UNSUPPORTED.items():
+            if getattr(options, key):
+                raise InputError(f"fit option {key}=true does not reach TFLite yet ({why}); use it with onnx, "
+                                 f"openvino or rknn targets, or convert for NNAPI API 30+ without it")
+
+
 def _splits_to_slices(proto: Any, changed: dict[str, int]) -> None:
     """Replace each Split by one Slice per output (static shapes only)."""
     onnx = require("onnx", "fit options")
@@ -327,6 +364,128 @@ def _splits_to_slices(proto: Any, changed: dict[str, int]) -> None:
         changed["splits_as_slices"] += 1
     del graph.node[:]
     graph.node.extend(nodes)
+
+
+# ------------------------------------------------------------ node-list rewrites
+
+class _Builder:
+    """Makes uniquely named nodes and constants for one rewritten node."""
+
+    def __init__(self, graph: Any, prefix: str) -> None:
+        self.graph, self.prefix, self.nodes, self.n = graph, prefix, [], 0
+
+    def name(self, what: str) -> str:
+        self.n += 1
+        return f"{self.prefix}__{what}{self.n}"
+
+    def const(self, value: Any, dtype: Any) -> str:
+        import numpy as np
+        from onnx import numpy_helper
+
+        name = self.name("c")
+        self.graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], output: str | None = None, **attrs: Any) -> str:
+        from onnx import helper
+
+        out = output or self.name(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.name(op_type), **attrs))
+        return out
+
+    def slice(self, x: str, axis: int, start: int, end: int) -> str:
+        import numpy as np
+
+        return self.op("Slice", [x, self.const([start], np.int64), self.const([end], np.int64),
+                                 self.const([axis], np.int64)])
+
+
+def _rewrite_nodes(proto: Any, rewrite: Callable[[Any, Any, dict[str, list[int]], dict[str, Any]], list[Any] | None]) -> int:
+    """Replace nodes for which ``rewrite(node, graph, shapes, inits)`` returns a node list."""
+    onnx = require("onnx", "fit options")
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    inferred = onnx.shape_inference.infer_shapes(proto).graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.value_info, *inferred.input, *inferred.output]}
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    nodes, count = [], 0
+    for node in list(graph.node):
+        replacement = rewrite(node, graph, shapes, inits)
+        if replacement is None:
+            nodes.append(node)
+        else:
+            nodes.extend(replacement)
+            count += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return count
+
+
+def _attr(node: Any, name: str, default: Any = None) -> Any:
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            value = helper.get_attribute_value(a)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+def _reflect_pad_nodes(node: Any, graph: Any, shapes: dict[str, list[int]], inits: dict[str, Any]) -> list[Any] | None:
+    """Pad(mode=reflect) on H/W -> mirrored one-row slices + Concat, per axis."""
+    if node.op_type != "Pad" or _attr(node, "mode", "constant") != "reflect" or len(node.input) < 2:
+        return None
+    pads, shape = inits.get(node.input[1]), shapes.get(node.input[0])
+    if pads is None or not shape or len(shape) != 4 or (len(node.input) > 3 and node.input[3]):
+        return None
+    pads = [int(v) for v in pads]
+    if any(pads[a] or pads[a + 4] for a in (0, 1)):
+        return None                                        # only spatial padding is rewritten
+    axes = [a for a in (2, 3) if pads[a] or pads[a + 4]]
+    if any(not shape[a] or pads[a] >= shape[a] or pads[a + 4] >= shape[a] for a in axes):
+        return None
+    b = _Builder(graph, node.name or node.output[0])
+    x = node.input[0]
+    for k, axis in enumerate(axes):
+        before, after, n = pads[axis], pads[axis + 4], shape[axis]
+        parts = [b.slice(x, axis, i, i + 1) for i in range(before, 0, -1)] + [x]
+        parts += [b.slice(x, axis, n - 2 - i, n - 1 - i) for i in range(after)]
+        x = b.op("Concat", parts, node.output[0] if k == len(axes) - 1 else None, axis=axis)
+    return b.nodes if axes else None
+
+
+def _resize2x_nodes(node: Any, graph: Any, shapes: dict[str, list[int]], inits: dict[str, Any]) -> list[Any] | None:
+    """Resize(linear, half_pixel, 2x on H and W) -> phase images + Concat + DepthToSpace(DCR)."""
+    import numpy as np
+
+    if node.op_type != "Resize" or _attr(node, "mode", "nearest") != "linear":
+        return None
+    if _attr(node, "coordinate_transformation_mode", "half_pixel") not in ("half_pixel", "pytorch_half_pixel"):
+        return None
+    shape, out_shape = shapes.get(node.input[0]), shapes.get(node.output[0])
+    if not shape or len(shape) != 4 or not out_shape or not all(shape) or out_shape != [
+            shape[0], shape[1], 2 * shape[2], 2 * shape[3]] or min(shape[2:]) < 2:
+        return None
+    b = _Builder(graph, node.name or node.output[0])
+    quarter, three_q = b.const(0.25, np.float32), b.const(0.75, np.float32)
+
+    def phases(x: str, axis: int, n: int) -> tuple[str, str]:
+        prev = b.op("Concat", [b.slice(x, axis, 0, 1), b.slice(x, axis, 0, n - 1)], axis=axis)
+        nxt = b.op("Concat", [b.slice(x, axis, 1, n), b.slice(x, axis, n - 1, n)], axis=axis)
+        centre = b.op("Mul", [x, three_q])
+        even = b.op("Add", [centre, b.op("Mul", [prev, quarter])])
+        odd = b.op("Add", [centre, b.op("Mul", [nxt, quarter])])
+        return even, odd
+
+    h_even, h_odd = phases(node.input[0], 2, shape[2])
+    ee, eo = phases(h_even, 3, shape[3])
+    oe, oo = phases(h_odd, 3, shape[3])
+    # DepthToSpace DCR: output[c, 2i+p, 2j+q] = input[(2p+q)*C + c, i, j]
+    stacked = b.op("Concat", [ee, eo, oe, oo], axis=1)
+    b.op("DepthToSpace", [stacked], node.output[0], blocksize=2, mode="DCR")
+    return b.nodes
 
 
 def fitted_export(options: FitOptions) -> Callable[..., Any]:

@@ -21,7 +21,7 @@ from edge_isp._atomic import atomic_dir, guard_folder
 from edge_isp._resources import peak_rss_mb, reset_peak_rss
 from edge_isp.converters import bundle as _bundle
 from edge_isp.converters.calibration import DEFAULT_CALIB_SAMPLES, DEFAULT_VERIFY_SAMPLES, InputSet, make_input_sets
-from edge_isp.converters.fit import FitOptions, fitted_export
+from edge_isp.converters.fit import FitOptions, fitted_export, require_supported
 from edge_isp.converters.targets import Target, get_target
 from edge_isp.converters.verify import Verification, compare_outputs, require_passed
 from edge_isp.errors import InputError, OutputError
@@ -348,6 +348,7 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     info = model_info(opts.model)
     check_options(opts.model, opts.model_options)
     fit = FitOptions.parse({**target.fit, **opts.fit})
+    require_supported(fit, target.format)
     accelerator = resolve_accelerator(target, opts.soc)
     mosaic_hw = resolve_input_size(opts.model, opts.input_size)
     packed_hw = (mosaic_hw[0] // 2, mosaic_hw[1] // 2)

@@ -51,8 +51,11 @@ MIN_PSNR_DB = {"fp32": 90.0, "fp16": 55.0, "int8": 30.0}
 # PixelShuffle as DEPTH_TO_SPACE (not a 6-D TRANSPOSE) and no all-zero MIRROR_PADs: both
 # exact, both needed for NNAPI and the GPU delegate to take the ISP models whole.
 DELEGATE_FIT = {"pixel_shuffle": "dcr", "drop_noop_pads": True}
+# NNAPI below feature level 7 has no MIRROR_PAD: reflect pads as slices + concatenation (exact).
+NNAPI_FIT = {**DELEGATE_FIT, "reflect_pad_as_slices": True}
 # Quantised SPLIT needs NNAPI API 30; STRIDED_SLICE runs from API 28.
-NNAPI_INT8_FIT = {**DELEGATE_FIT, "split_as_slice": True}
+NNAPI_INT8_FIT = {**NNAPI_FIT, "split_as_slice": True}
+
 
 _TARGETS: dict[str, Target] = {}
 
@@ -73,7 +76,7 @@ _add(Target("gpu-fp16", "tflite", "fp16", "litert", "gpu",
             min_psnr_db=MIN_PSNR_DB["fp16"], fit=DELEGATE_FIT))
 _add(Target("nnapi-fp16", "tflite", "fp16", "litert", "nnapi",
             "TFLite with FP16 weights for NNAPI (fp16-relaxed accelerators)", delegate="nnapi",
-            min_psnr_db=MIN_PSNR_DB["fp16"], default_api_level=29, fit=DELEGATE_FIT))
+            min_psnr_db=MIN_PSNR_DB["fp16"], default_api_level=29, fit=NNAPI_FIT))
 _add(Target("nnapi-int8", "tflite", "int8", "litert", "nnapi",
             "TFLite full-integer INT8 for NNAPI NPUs/DSPs", io_dtype="int8", delegate="nnapi",
             min_psnr_db=MIN_PSNR_DB["int8"], default_api_level=30, fit=NNAPI_INT8_FIT))
