@@ -45,3 +45,10 @@ def toolchain_env(tmp_path_factory):
         return st.path
 
     return get
+
+
+@pytest.fixture()
+def config(tmp_path, monkeypatch):
+    """A private edge-isp config folder (ADB keys, remembered binaries) for one test."""
+    monkeypatch.setenv("EDGE_ISP_CONFIG_DIR", str(tmp_path / "config"))
+    return tmp_path / "config"

@@ -14,12 +14,6 @@ from _adb_peer import AdbPeer, android_userland_available, decode_adb_pubkey, wa
 
 
 @pytest.fixture()
-def config(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGE_ISP_CONFIG_DIR", str(tmp_path / "config"))
-    return tmp_path / "config"
-
-
-@pytest.fixture()
 def peer(tmp_path):
     p = AdbPeer(tmp_path / "phone").start()
     yield p

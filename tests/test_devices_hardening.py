@@ -88,12 +88,6 @@ class Device:
 
 
 @pytest.fixture()
-def config(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGE_ISP_CONFIG_DIR", str(tmp_path / "config"))
-    return tmp_path / "config"
-
-
-@pytest.fixture()
 def peer(tmp_path):
     p = AdbPeer(tmp_path / "phone", env={CANARY_VAR: str(tmp_path / "canary")}).start()
     yield p
