@@ -22,5 +22,5 @@ done
 echo "edge-isp installed in .venv ($(du -sh .venv | cut -f1))"
 if [ "${1:-}" != "--no-run" ]; then
   .venv/bin/edge-isp models
-  .venv/bin/edge-isp convert --target nnapi-int8
+  .venv/bin/edge-isp convert --target nnapi-int8 --overwrite   # rerun: replaces only its own bundle
 fi
