@@ -114,8 +114,12 @@ def write_text_atomic(target: Path, text: str) -> None:
 
 # ----------------------------------------------------------------------------- folders
 
-def _is_empty_folder(path: Path) -> bool:
-    return path.is_dir() and not any(path.iterdir())
+def _occupant(path: Path) -> str:
+    """What is at ``path``: "free" (nothing, or an empty folder), "file" (a file or a
+    link: never replaced by a folder) or "folder" (a folder with something in it)."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        return "file"
+    return "folder" if path.is_dir() and any(path.iterdir()) else "free"
 
 
 def guard_folder(target: Path, *, kind: str, is_ours: Callable[[Path], bool], overwrite: bool,
@@ -126,9 +130,10 @@ def guard_folder(target: Path, *, kind: str, is_ours: Callable[[Path], bool], ov
     recognises as an earlier ``kind``. Also checks the location is writable.
     """
     target = Path(target)
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
+    occupant = _occupant(target)
+    if occupant == "file":
         raise OutputError(f"{flag} {target} is a file, not a folder; nothing was written: name a new folder")
-    if target.is_dir() and not _is_empty_folder(target):
+    if occupant == "folder":
         if not is_ours(target):
             raise OutputError(f"{flag} {target} is a folder that holds other files, not an edge-isp {kind}; "
                               f"nothing was written: name a new or empty folder")
@@ -156,9 +161,10 @@ def atomic_dir(target: Path, *, may_replace: Callable[[Path], bool] = lambda pat
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the mode a plain mkdir would
-        if target.is_symlink() or (target.exists() and not target.is_dir()):
+        occupant = _occupant(target)
+        if occupant == "file":
             raise OutputError(f"{target} is a file now; nothing was written")
-        if target.is_dir() and not _is_empty_folder(target):
+        if occupant == "folder":
             if not may_replace(target):
                 raise OutputError(f"{target} holds other files now (it was empty or absent when the work began); "
                                   f"nothing was replaced: name a new folder")

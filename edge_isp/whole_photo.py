@@ -212,9 +212,9 @@ def verify_photo(subject: Any, reference_net: Any, source: Path, *, out_dir: Pat
     scale = rgb.shape[0] // packed_hw[0]
     net = global_net(subject) if two_pass else None
     if net is not None:
-        from edge_isp.models.global_context import analyse
+        from edge_isp.models.global_context import plan_for
 
-        plan = analyse(net, multiple=info.input_multiple)
+        plan = plan_for(net, info.input_multiple)  # the plan process_image measured
         rows = block_edges(packed_hw[0], block, plan.align, scale)
         cols = block_edges(packed_hw[1], block, plan.align, scale)
         mode = f"two-pass ({plan.to_dict()['passes']} passes)"

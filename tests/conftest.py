@@ -8,7 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # The real RAW captures, kept in the repository (tests/data/raw, with their licences) so
-# the suite runs on a bare clone; the same files as ../shared/data/raw.
+# the suite runs on a bare clone (copies of the project's shared samples).
 SHARED_RAW = Path(__file__).resolve().parent / "data" / "raw"
 
 

@@ -1,7 +1,7 @@
 """Op-support checker: tables, TFLite reader, delegate rules, partitions, CLI, fit options.
 
 Expectations come from the sources the tables were written from
-(../shared/reference/tflite_nnapi.json, tflite_gpu.json, FACTS.md: LiteRT
+(tests/data/reference/tflite_nnapi.json, tflite_gpu.json - copies of ../shared/reference - and FACTS.md: LiteRT
 nnapi_delegate.cc / model_builder.cc), not from the checker's own output. Small TFLite
 models are built here with tf.lite.TFLiteConverter for specific ops; real models come from
 the conversion pipeline (slow).

@@ -242,6 +242,15 @@ def analyse(model: nn.Module, *, probe_hw: tuple[int, int] = (288, 288), multipl
     return GlobalPlan(order, tuple(strides), tuple(halos), output_halo, align, scale)
 
 
+def plan_for(model: nn.Module, multiple: int = 4) -> GlobalPlan:
+    """:func:`analyse`, once per model and alignment: the plan depends on the architecture
+    only, and measuring it costs probe runs (seconds) that process and verify would repeat."""
+    cache = model.__dict__.setdefault("_edge_isp_global_plans", {})
+    if multiple not in cache:
+        cache[multiple] = analyse(model, multiple=multiple)
+    return cache[multiple]
+
+
 def _probe_shapes_channels(model: nn.Module, mods: list[nn.Module], mod: nn.Module, hw: tuple[int, int],
                            stats: dict[nn.Module, Any]) -> int:
     box: dict[str, int] = {}
@@ -355,7 +364,7 @@ def run_blocks(model: nn.Module, packed: Any, hw: tuple[int, int], plan: GlobalP
 def run_two_pass(model: nn.Module, packed: Any, hw: tuple[int, int], *, block: int = DEFAULT_BLOCK,
                  plan: GlobalPlan | None = None, out: Any = None) -> tuple[Any, GlobalPlan]:
     """Statistics pass then block pass: the untiled model's output, in bounded memory."""
-    plan = plan or analyse(model)
+    plan = plan or plan_for(model)
     stats = global_statistics(model, packed, hw, plan, block=block)
     return run_blocks(model, packed, hw, plan, stats, block=block, out=out), plan
 
@@ -380,7 +389,7 @@ def run_photo(model: nn.Module, packed: Any, *, multiple: int, block: int = DEFA
 
     h, w = packed.shape[1:]
     padded = pad_to_multiple(packed, multiple)
-    plan = plan or analyse(model, multiple=multiple)
+    plan = plan or plan_for(model, multiple)
     s = plan.output_scale
     hw = (int(padded.shape[1]), int(padded.shape[2]))
     out = np.empty((hw[0] * s, hw[1] * s, 3), dtype=np.dtype(out_dtype or np.float32))
@@ -402,5 +411,6 @@ def run_photo(model: nn.Module, packed: Any, *, multiple: int, block: int = DEFA
 
 
 __all__ = ["GLOBAL_TYPES", "Block", "GlobalInstanceNorm2d", "GlobalPlan", "GlobalPool", "analyse",
-           "global_modules", "global_statistics", "has_global_context", "pad_to_multiple", "plan_blocks", "run_blocks",
+           "global_modules", "global_statistics", "has_global_context", "pad_to_multiple", "plan_blocks", "plan_for",
+           "run_blocks",
            "run_photo", "run_two_pass"]
