@@ -492,8 +492,8 @@ def fitted_export(options: FitOptions) -> Callable[..., Any]:
     """An ``export_onnx`` that applies the ONNX-level fit options right after exporting."""
     from edge_isp.converters.onnx_export import export_onnx
 
-    def export(model: Any, input_shape: tuple[int, int, int, int], path: Path) -> Any:
-        exported = export_onnx(model, input_shape, path)
+    def export(model: Any, input_shape: Any, path: Path, **kwargs: Any) -> Any:
+        exported = export_onnx(model, input_shape, path, **kwargs)
         if not options.active:
             return exported
         rewrite_onnx(Path(path), options)

@@ -6,7 +6,7 @@ never transpose or (de)quantise by hand.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -84,6 +84,29 @@ class Runner(Protocol):
     def run(self, packed: np.ndarray) -> np.ndarray:
         """Run one batch of packed Bayer (N,4,h,w) float32 -> RGB (N,3,H,W) float32."""
         ...
+
+
+class NamedRunner(Protocol):
+    """A runner of a graph with several inputs/outputs (the parts of a two-pass bundle):
+    named NCHW float32 arrays in, named NCHW float32 arrays out, batch 1."""
+
+    runtime: str
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+
+    def run_named(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ...
+
+
+def check_feeds(feeds: Mapping[str, np.ndarray], inputs: Mapping[str, TensorSpec]) -> None:
+    """Every input given once, at its NCHW shape: a clear error instead of a runtime's."""
+    missing, extra = set(inputs) - set(feeds), set(feeds) - set(inputs)
+    if missing or extra:
+        raise InputError(f"the model takes inputs {', '.join(inputs)}; got {', '.join(feeds)}")
+    for name, spec in inputs.items():
+        if tuple(np.shape(feeds[name])) != tuple(spec.nchw_shape):
+            raise InputError(f"input {name} has shape {tuple(np.shape(feeds[name]))}; the model takes "
+                             f"{tuple(spec.nchw_shape)} (NCHW)")
 
 
 RunnerFactory = Callable[..., Runner]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from edge_isp._deps import available, require
 from edge_isp.errors import InputError
 from edge_isp.runtimes.base import (
     TensorSpec,
+    check_feeds,
     check_input,
     decode_output,
     encode_input,
@@ -51,6 +53,22 @@ class LiteRTRunner:
         self._out = self._interp.get_output_details()[0]
         self.input_spec = _spec(self._in, channels=4)
         self.output_spec = _spec(self._out, channels=3)
+        # Named I/O from the signature (onnx2tf keeps the ONNX names there): several inputs
+        # are found by name, never by position, which onnx2tf does not keep. Indices, not a
+        # SignatureRunner, which would hold the interpreter's buffers.
+        signatures = self._interp._get_full_signature_list()  # noqa: SLF001 - names -> tensor indices
+        details = {d["index"]: d for d in (*self._interp.get_input_details(), *self._interp.get_output_details())}
+        if len(signatures) == 1:
+            sig = next(iter(signatures.values()))
+            self._named_in = {n: details[i] for n, i in sig["inputs"].items()}
+            self._named_out = {n: details[i] for n, i in sig["outputs"].items()}
+        else:
+            self._named_in, self._named_out = {self.input_spec.name: self._in}, {self.output_spec.name: self._out}
+        self.inputs = {n: _named_spec(n, d) for n, d in self._named_in.items()}
+        self.outputs = {n: _named_spec(n, d) for n, d in self._named_out.items()}
+        if "bayer" in self._named_in:
+            self._in = self._named_in["bayer"]
+            self.input_spec = _spec(self._in, channels=4)
 
     def run(self, packed: np.ndarray) -> np.ndarray:
         check_input(packed, self.input_spec)
@@ -60,6 +78,24 @@ class LiteRTRunner:
         self._interp.set_tensor(self._in["index"], encode_input(x, self.input_spec))
         self._interp.invoke()
         return decode_output(self._interp.get_tensor(self._out["index"]), self.output_spec)
+
+
+    def run_named(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_feeds(feeds, self.inputs)
+        for name, x in feeds.items():
+            self._interp.set_tensor(self._named_in[name]["index"], encode_input(np.asarray(x, np.float32), self.inputs[name]))
+        self._interp.invoke()
+        return {n: decode_output(self._interp.get_tensor(d["index"]), self.outputs[n]) for n, d in self._named_out.items()}
+
+
+def _named_spec(name: str, detail: dict) -> TensorSpec:
+    """A signature tensor: every rank-4 tensor of an onnx2tf model is NHWC (no guessing)."""
+    shape = tuple(int(d) for d in detail["shape"])
+    scale, zero = detail.get("quantization", (0.0, 0))
+    dtype = np.dtype(detail["dtype"]).name
+    quantised = dtype in ("int8", "uint8", "int16") and scale
+    return TensorSpec(name=name, shape=shape, dtype=dtype, layout="NHWC" if len(shape) == 4 else "NCHW",
+                      scale=float(scale) if quantised else None, zero_point=int(zero) if quantised else None)
 
 
 register_runner("litert")(LiteRTRunner)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from edge_isp._deps import require
-from edge_isp.runtimes.base import TensorSpec, check_input, register_runner, run_frames
+from edge_isp.runtimes.base import TensorSpec, check_feeds, check_input, register_runner, run_frames
 
 
 @register_runner("openvino")
@@ -29,6 +30,12 @@ class OpenVINORunner:
         i, o = self._compiled.inputs[0], self._compiled.outputs[0]
         self.input_spec = TensorSpec(i.get_any_name(), tuple(i.get_shape()), "float32", "NCHW")
         self.output_spec = TensorSpec(o.get_any_name(), tuple(o.get_shape()), "float32", "NCHW")
+        self.inputs = {p.get_any_name(): TensorSpec(p.get_any_name(), tuple(p.get_shape()), "float32", "NCHW")
+                       for p in self._compiled.inputs}
+        self.outputs = {p.get_any_name(): TensorSpec(p.get_any_name(), tuple(p.get_shape()), "float32", "NCHW")
+                        for p in self._compiled.outputs}
+        if "bayer" in self.inputs:
+            self.input_spec = self.inputs["bayer"]
 
     def run(self, packed: np.ndarray) -> np.ndarray:
         check_input(packed, self.input_spec)
@@ -37,3 +44,8 @@ class OpenVINORunner:
     def _run_one(self, x: np.ndarray) -> np.ndarray:
         result = self._request.infer({0: x})
         return np.array(result[self._compiled.outputs[0]], dtype=np.float32)
+
+    def run_named(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_feeds(feeds, self.inputs)
+        result = self._request.infer({n: np.ascontiguousarray(x, np.float32) for n, x in feeds.items()})
+        return {o.get_any_name(): np.array(result[o], dtype=np.float32) for o in self._compiled.outputs}

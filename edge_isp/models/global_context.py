@@ -66,8 +66,8 @@ class GlobalInstanceNorm2d(nn.InstanceNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not _ACTIVE:
             return super().forward(x)
-        mean, var = _ACTIVE[-1].norm(self, x)
-        y = (x - mean) / torch.sqrt(var + self.eps)
+        mean, inv_std = _ACTIVE[-1].norm(self, x)
+        y = (x - mean) * inv_std
         if self.affine:
             y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
         return y
@@ -119,15 +119,23 @@ class _Context:
     def pool(self, mod: nn.Module, x: torch.Tensor) -> torch.Tensor:
         self._reach(mod, x)
         if mod in self.stats:
-            return self.stats[mod].to(x.dtype).view(1, -1, 1, 1).expand(x.shape[0], -1, 1, 1)
+            return _per_channel(self.stats[mod], x)
         return x.mean(dim=(2, 3), keepdim=True)
 
     def norm(self, mod: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._reach(mod, x)
         if mod in self.stats:
-            mean, var = self.stats[mod]
-            return mean.to(x.dtype).view(1, -1, 1, 1), var.to(x.dtype).view(1, -1, 1, 1)
-        return x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), keepdim=True, unbiased=False)
+            mean, inv_std = self.stats[mod]
+            return _per_channel(mean, x), _per_channel(inv_std, x)
+        var = x.var(dim=(2, 3), keepdim=True, unbiased=False)
+        return x.mean(dim=(2, 3), keepdim=True), torch.rsqrt(var + mod.eps)
+
+
+def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """An injected per-channel vector as (N, C, 1, 1) for ``x``. Batch 1 (what exported parts
+    take) adds no op: a broadcast op would be one more op for accelerators to refuse."""
+    v = v if v.dim() == 4 else v.to(x.dtype).view(1, -1, 1, 1)
+    return v if x.shape[0] == 1 else v.expand(x.shape[0], -1, 1, 1)
 
 
 @contextlib.contextmanager
@@ -326,12 +334,18 @@ def global_statistics(model: nn.Module, packed: Any, hw: tuple[int, int], plan: 
             done += 1
             if progress is not None:
                 progress(done, total)
-        mean = s1 / n
-        if isinstance(mod, GlobalInstanceNorm2d):
-            stats[mod] = (mean.float(), (s2 / n - mean * mean).clamp_min(0).float())
-        else:
-            stats[mod] = mean.float()
+        stats[mod] = finish_statistics(mod, s1, s2, n)
     return stats
+
+
+def finish_statistics(mod: nn.Module, s1: torch.Tensor, s2: torch.Tensor, n: int) -> Any:
+    """Per-channel sums of a global op's input (and of its squares) over ``n`` positions ->
+    what the op is given: the mean (pooling), or the mean and 1/sqrt(var + eps) (norm)."""
+    mean = s1.double() / n
+    if isinstance(mod, GlobalInstanceNorm2d):
+        var = (s2.double() / n - mean * mean).clamp_min(0)
+        return mean.float(), torch.rsqrt(var + mod.eps).float()
+    return mean.float()
 
 
 def run_blocks(model: nn.Module, packed: Any, hw: tuple[int, int], plan: GlobalPlan, stats: dict[nn.Module, Any], *,
@@ -411,6 +425,6 @@ def run_photo(model: nn.Module, packed: Any, *, multiple: int, block: int = DEFA
 
 
 __all__ = ["GLOBAL_TYPES", "Block", "GlobalInstanceNorm2d", "GlobalPlan", "GlobalPool", "analyse",
-           "global_modules", "global_statistics", "has_global_context", "pad_to_multiple", "plan_blocks", "plan_for",
+           "finish_statistics", "global_modules", "global_statistics", "has_global_context", "pad_to_multiple", "plan_blocks", "plan_for",
            "run_blocks",
            "run_photo", "run_two_pass"]
