@@ -114,6 +114,7 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(f"{manifest_path}: artifact.extra_files is not a list; re-run 'edge-isp convert'")
     names = [_plain_file_name(folder, artifact.get("file"), "artifact.file")]
     names += [_plain_file_name(folder, name, "artifact.extra_files entry") for name in extra]
+    names += [_plain_file_name(folder, name, "tiling.stats_artifact.files entry") for name in stats_files(manifest)]
     for name in names:
         if not (folder / name).is_file():
             raise BundleError(f"bundle {folder} is incomplete: {name} is missing; re-run 'edge-isp convert'")
@@ -122,6 +123,18 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(f"bundle {folder}: artifact.sha256 {str(sha)[:80]!r} is not a SHA-256 hex digest; "
                           f"the manifest was edited or damaged: re-run 'edge-isp convert'")
     return Bundle(folder, manifest)
+
+
+def stats_files(manifest: dict[str, Any]) -> list[Any]:
+    """The statistics part's files of a two-pass bundle (none for one artifact)."""
+    tiling = manifest.get("tiling")
+    if not isinstance(tiling, dict) or tiling.get("mode") != "two-pass":
+        return []
+    files = (tiling.get("stats_artifact") or {}).get("files") if isinstance(tiling.get("stats_artifact"), dict) else None
+    if not isinstance(files, list) or not files:
+        raise BundleError("a two-pass bundle's manifest names no statistics part (tiling.stats_artifact.files); "
+                          "re-run 'edge-isp convert'")
+    return files
 
 
 def verify_bundle_files(bundle: Bundle) -> str:
@@ -134,6 +147,10 @@ def verify_bundle_files(bundle: Bundle) -> str:
     if not isinstance(files, dict):
         raise BundleError(f"bundle {bundle.path}: artifact.files_sha256 is not an object; re-run 'edge-isp convert'")
     expected.update(files)
+    unhashed = [name for name in stats_files(bundle.manifest) if name not in files]
+    if unhashed:
+        raise BundleError(f"bundle {bundle.path}: {', '.join(unhashed)} (two-pass statistics part) has no SHA-256 "
+                          f"in the manifest; refusing to run it: re-run 'edge-isp convert'")
     for name, recorded in expected.items():
         if recorded is None:
             continue

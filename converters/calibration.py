@@ -25,6 +25,12 @@ class InputSet:
 
     data: np.ndarray
     description: dict[str, Any] = field(default_factory=dict)
+    # The model's other inputs per sample (N, ...), by name: a two-pass part's statistics.
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def sample(self, i: int, input_name: str) -> dict[str, np.ndarray]:
+        """Sample ``i`` as named batch-1 inputs."""
+        return {input_name: self.data[i:i + 1], **{n: v[i:i + 1] for n, v in self.extra.items()}}
 
     def __len__(self) -> int:
         return int(self.data.shape[0])

@@ -46,14 +46,21 @@ def convert_ir(onnx_path: Path, out_xml: Path, precision: str) -> OpenVinoBuild:
 
 def quantize_ir(onnx_path: Path, out_xml: Path, calib_nchw: np.ndarray, preset: str = "mixed",
                 keep_float_types: tuple[str, ...] = (), keep_float_names: tuple[str, ...] = (),
-                fast_bias_correction: bool = True) -> OpenVinoBuild:
-    """INT8 IR with NNCF post-training quantisation on ``calib_nchw``."""
+                fast_bias_correction: bool = True, extra: dict[str, np.ndarray] | None = None,
+                input_name: str = "bayer") -> OpenVinoBuild:
+    """INT8 IR with NNCF post-training quantisation on ``calib_nchw`` (and the model's other
+    inputs by name in ``extra``, e.g. a two-pass part's statistics)."""
     ov = require("openvino", "OpenVINO conversion")
     nncf = require("nncf", "OpenVINO INT8 quantisation")
     if preset not in PRESETS:
         raise ConversionError(f"unknown NNCF preset {preset!r}; use one of {', '.join(PRESETS)}")
     model = ov.convert_model(str(onnx_path))
-    dataset = nncf.Dataset([s[None].astype(np.float32) for s in calib_nchw])
+    if extra:
+        dataset = nncf.Dataset([{input_name: calib_nchw[i:i + 1].astype(np.float32),
+                                 **{n: v[i:i + 1].astype(np.float32) for n, v in extra.items()}}
+                                for i in range(len(calib_nchw))])
+    else:
+        dataset = nncf.Dataset([s[None].astype(np.float32) for s in calib_nchw])
     ignored = None
     if keep_float_types or keep_float_names:
         ignored = nncf.IgnoredScope(types=list(keep_float_types), names=list(keep_float_names),

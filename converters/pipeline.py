@@ -20,6 +20,7 @@ from typing import Any
 from edge_isp._atomic import atomic_dir, guard_folder
 from edge_isp._resources import peak_rss_mb, reset_peak_rss
 from edge_isp.converters import bundle as _bundle
+from edge_isp.converters import two_pass
 from edge_isp.converters.calibration import DEFAULT_CALIB_SAMPLES, DEFAULT_VERIFY_SAMPLES, InputSet, make_input_sets
 from edge_isp.converters.fit import FitOptions, fitted_export, require_supported
 from edge_isp.converters.targets import Target, get_target
@@ -71,6 +72,9 @@ class ConvertOptions:
     soc: str | None = None
     output: Path | None = None
     overwrite: bool = False                          # replace an existing bundle at `output`
+    # auto: exact two-pass parts for models with global ops (where the format runs them),
+    # one artifact otherwise; two-pass / blended force it (converters/two_pass.py).
+    tiling: str = "auto"
 
 
 @dataclass
@@ -169,12 +173,12 @@ def _build_tflite(ctx: _Context) -> _Built:
         return _Built(f16, quantization={"weights": "float16", "activations": "float32 (delegates may run fp16)"})
     io_dtype = ctx.opts.io_dtype or ctx.target.io_dtype
     _check_keep_float(ctx, "tflite", tflite.op_names(f32))
-    calibrated = tflite.calibrate(saved, ctx.calib.data)
+    calibrated = tflite.calibrate(saved, ctx.calib.data, ctx.calib.extra, ctx.input_name)
     keep = tuple(op.upper() for op in _keep_float(ctx, "tflite"))
     nodes = tuple(tflite.norm_island_nodes(f32)) if "norm" in ctx.opts.keep_float else ()
     built = tflite.quantize_int8(calibrated, ctx.work / "model_int8.tflite", ctx.calib.data, io_dtype=io_dtype,
                                  per_channel=ctx.opts.per_channel, keep_float_ops=keep, keep_float_nodes=nodes,
-                                 layer_report=ctx.opts.layer_report)
+                                 layer_report=ctx.opts.layer_report, extra=ctx.calib.extra, names_from=f32)
     return _Built(built.path, quantization=built.quantization, layer_errors=built.layer_errors)
 
 
@@ -185,7 +189,8 @@ def _build_openvino(ctx: _Context) -> _Built:
     if ctx.target.quantized:
         _check_keep_float(ctx, "openvino", openvino_ir.op_types(ctx.onnx_path))
         built = openvino_ir.quantize_ir(ctx.onnx_path, xml, ctx.calib.data, preset=ctx.opts.nncf_preset,
-                                        keep_float_types=_keep_float(ctx, "openvino"))
+                                        keep_float_types=_keep_float(ctx, "openvino"), extra=ctx.calib.extra,
+                                        input_name=ctx.input_name)
     else:
         built = openvino_ir.convert_ir(ctx.onnx_path, xml, ctx.target.precision)
     # Verify with f32 compute for every precision: FP16 IR means FP16 weights (as TFLite FP16
@@ -325,6 +330,20 @@ RANDOM_WEIGHTS_WARNING = ("random weights (no --weights): the PSNR vs PyTorch, s
                           "model)")
 
 
+def _tiling_section(mode: str, model: Any, split: Any, stats_support: Any, fmt: str) -> dict[str, Any]:
+    """The manifest's ``tiling``: how runners must tile this bundle's artifact."""
+    from edge_isp.models.global_context import global_modules
+
+    if split is None:
+        exact = not global_modules(model)
+        return {"mode": "blended", "exact": exact,
+                **({} if exact else {"note": "the model reads the whole image; blended tiles differ from the "
+                                             "untiled model (convert with --tiling two-pass where supported)"})}
+    return {"mode": "two-pass", "exact": True, **split.spec.to_dict(), "window_note": split.note,
+            "stats_artifact": {"files": list(two_pass.stats_files(fmt)), "source_onnx": "source_stats.onnx",
+                               **({"support_check": stats_support.to_dict(include_ops=False)} if stats_support else {})}}
+
+
 def default_output(opts: ConvertOptions) -> Path:
     return Path("edge-isp-out") / f"{opts.model}_{opts.target}"
 
@@ -369,15 +388,24 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
         t0 = time.perf_counter()
         return lambda: timings.__setitem__(name, round(time.perf_counter() - t0, 3))
 
-    done = stage("inputs")
-    calib, held_out = make_input_sets(packed_hw, opts.calib_dir, opts.calib_samples, opts.verify_samples,
-                                     opts.seed, opts.raw_layout)
-    done()
-
     done = stage("model")
     model = create(opts.model, seed=opts.seed, **opts.model_options)
     if opts.weights:
         load_weights(model, opts.weights)
+    tiling = two_pass.choose_tiling(opts.tiling, model, target)
+    split = None
+    if tiling == "two-pass":
+        # The parts take a fixed window aligned to the global ops' strides (see two_pass.setup).
+        split = two_pass.setup(model, info.input_multiple, opts.input_size, mosaic_hw)
+        packed_hw = split.spec.window
+        mosaic_hw = (2 * packed_hw[0], 2 * packed_hw[1])
+    done()
+
+    done = stage("inputs")
+    calib, held_out = make_input_sets(packed_hw, opts.calib_dir, opts.calib_samples, opts.verify_samples,
+                                     opts.seed, opts.raw_layout)
+    if split is not None:
+        calib, held_out = two_pass.with_statistics(model, split, calib), two_pass.with_statistics(model, split, held_out)
     with torch.no_grad():
         reference = model(torch.from_numpy(held_out.data)).numpy()
     done()
@@ -385,7 +413,10 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     work = _work_folder()
     try:
         done = stage("onnx")
-        exported = fitted_export(fit)(model, (1, 4, *packed_hw), work / "model.onnx")
+        if split is None:
+            exported = fitted_export(fit)(model, (1, 4, *packed_hw), work / "model.onnx")
+        else:
+            stats_exported, exported = two_pass.export_parts(fitted_export(fit), model, split, work)
         if "norm" in opts.keep_float and not _has_norm(exported.op_types):
             raise InputError(f"--keep-float norm: {opts.model} has no normalisation layers (none of "
                              f"{', '.join(NORM_ONNX_OPS)} in its graph); drop the flag")
@@ -394,16 +425,29 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
         done = stage(target.format)
         ctx = _Context(opts, target, exported.path, exported.input_name, work, calib, held_out, accelerator)
         built = FORMAT_BUILDERS[target.format](ctx)
+        if split is not None:
+            (work / "stats").mkdir()
+            stats_ctx = _Context(opts, target, stats_exported.path, stats_exported.input_name, work / "stats",
+                                 calib, held_out, accelerator)
+            stats_built = FORMAT_BUILDERS[target.format](stats_ctx)
         done()
 
         done = stage("verify")
         from edge_isp.runtimes import open_runner
 
         threshold = opts.min_psnr_db if opts.min_psnr_db is not None else target.min_psnr_db
+        parts_check = None
         if built.outputs is not None:
             # The host cannot run this format: the vendor's simulator ran the held-out crops.
             runner = open_runner("onnxruntime", exported.path)  # for the I/O description only
             verification = compare_outputs(reference, built.outputs, threshold, built.outputs_by or target.runtime)
+        elif split is not None:
+            # What a user gets: both artifacts, two passes, against the untiled model.
+            runner = open_runner(target.runtime, built.main, **built.runtime_options)
+            stats_runner = open_runner(target.runtime, stats_built.main, **stats_built.runtime_options)
+            output = two_pass.run_held_out(stats_runner, runner, split.spec, held_out)
+            verification = compare_outputs(reference, output, threshold, f"{target.runtime} (two-pass)")
+            parts_check = two_pass.check_parts(stats_runner, runner, split.spec, held_out, reference)
         else:
             runner = open_runner(target.runtime, built.main, **built.runtime_options)
             output = runner.run(held_out.data)
@@ -425,8 +469,11 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
             compare_with_table(support, static_report(static_file, target.name))
         else:
             support = check_artifact(built.main, target.name)
+        stats_support = check_artifact(stats_built.main, target.name) if split is not None else None
         if opts.require_full_delegation:
             require_delegation(support, "full")  # raises before anything is written
+            if stats_support is not None:
+                require_delegation(stats_support, "full")
         done()
 
         done = stage("bundle")
@@ -458,7 +505,9 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
             "quantization": built.quantization,
             "layer_errors": built.layer_errors,
             "calibration": calib.description if target.quantized else None,
-            "verification": {**verification.to_dict(), "inputs": held_out.description},
+            "verification": {**verification.to_dict(), "inputs": held_out.description,
+                             **({"parts": parts_check.to_dict()} if parts_check is not None else {})},
+            "tiling": _tiling_section(tiling, model, split, stats_support, target.format),
             "tools": _bundle.tool_versions(),
         }
         replace = _bundle.is_bundle_dir if opts.overwrite else (lambda path: False)
@@ -469,6 +518,12 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
             if target.format != "onnx":
                 shutil.copy2(exported.path, tmp / "source.onnx")
             files = [artifact_name, *[p.name for p in built.extra]]
+            if split is not None:
+                stats_names = two_pass.stats_files(target.format)
+                for src, name in zip([stats_built.main, *stats_built.extra], stats_names):
+                    shutil.copy2(src, tmp / name)
+                shutil.copy2(stats_exported.path, tmp / "source_stats.onnx")
+                files.extend(stats_names)
             manifest["artifact"].update({
                 "sha256": _bundle.file_sha256(tmp / artifact_name),
                 "files_sha256": {f: _bundle.file_sha256(tmp / f) for f in files},

@@ -16,6 +16,7 @@ import io
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,25 +114,45 @@ def _last_error(text: str) -> str:
 _CALIBRATED: dict[tuple[str, str], bytes] = {}
 
 
-def calibrate(saved_model: Path, calib_nchw: np.ndarray) -> bytes:
+def calibrate(saved_model: Path, calib_nchw: np.ndarray, extra: dict[str, np.ndarray] | None = None,
+              input_name: str = "bayer") -> bytes:
     """Run the float model over the calibration set once; returns a model with range stats.
 
+    ``extra`` holds the model's other inputs (N, ...) by name (a two-pass part's statistics).
     Calibrating once (per process) lets every INT8 variant (islands, I/O types, layer
     report) reuse it.
     """
-    key = (str(saved_model), hashlib.sha256(np.ascontiguousarray(calib_nchw).tobytes()).hexdigest())
+    digest = hashlib.sha256(np.ascontiguousarray(calib_nchw).tobytes())
+    for name, value in sorted((extra or {}).items()):
+        digest.update(name.encode() + np.ascontiguousarray(value).tobytes())
+    key = (str(saved_model), digest.hexdigest())
     if key not in _CALIBRATED:
-        _CALIBRATED[key] = _calibrate(saved_model, calib_nchw)
+        _CALIBRATED[key] = _calibrate(saved_model, _representative(calib_nchw, extra, input_name))
     return _CALIBRATED[key]
 
 
-def _calibrate(saved_model: Path, calib_nchw: np.ndarray) -> bytes:
-    tf = _quiet_tf()
-    samples = np.transpose(calib_nchw, (0, 2, 3, 1)).astype(np.float32)
+def _nhwc(x: np.ndarray) -> np.ndarray:
+    return np.transpose(x, (0, 2, 3, 1)).astype(np.float32) if x.ndim == 4 else x.astype(np.float32)
 
-    def representative():
-        for s in samples:
-            yield [s[None]]
+
+def _representative(calib_nchw: np.ndarray, extra: dict[str, np.ndarray] | None, input_name: str,
+                    limit: int | None = None) -> Callable[[], Iterator[Any]]:
+    """TF's representative dataset: a list for one input, a dict by signature name for several."""
+    n = len(calib_nchw) if limit is None else min(limit, len(calib_nchw))
+    named = {input_name: _nhwc(calib_nchw[:n]), **{k: _nhwc(v[:n]) for k, v in (extra or {}).items()}}
+
+    def samples() -> Iterator[Any]:
+        for i in range(n):
+            if len(named) == 1:
+                yield [named[input_name][i:i + 1]]
+            else:
+                yield {k: v[i:i + 1] for k, v in named.items()}
+
+    return samples
+
+
+def _calibrate(saved_model: Path, representative: Callable[[], Iterator[Any]]) -> bytes:
+    tf = _quiet_tf()
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -145,8 +166,10 @@ def _calibrate(saved_model: Path, calib_nchw: np.ndarray) -> bytes:
 
 def quantize_int8(calibrated: bytes, out_path: Path, calib_nchw: np.ndarray, io_dtype: str = "int8",
                   per_channel: bool = True, keep_float_ops: tuple[str, ...] = (),
-                  keep_float_nodes: tuple[str, ...] = (), layer_report: bool = False) -> TfliteBuild:
-    """Full-integer INT8 TFLite from a calibrated model (see ``calibrate``).
+                  keep_float_nodes: tuple[str, ...] = (), layer_report: bool = False,
+                  extra: dict[str, np.ndarray] | None = None, names_from: Path | None = None) -> TfliteBuild:
+    """Full-integer INT8 TFLite from a calibrated model (see ``calibrate``); ``names_from``
+    (the float model onnx2tf wrote) gives the outputs their names back.
 
     ``keep_float_ops`` / ``keep_float_nodes`` leave those ops in float (the MLIR
     quantiser's denylist), at the price of CPU fallback on integer-only accelerators.
@@ -168,7 +191,9 @@ def quantize_int8(calibrated: bytes, out_path: Path, calib_nchw: np.ndarray, io_
         flat = tf_util.modify_model_io_type(flat, io_type, io_type)
     except Exception as exc:
         raise ConversionError(f"TFLite INT8 quantisation failed: {str(exc).splitlines()[0][:300]}") from exc
-    layer_errors = _layer_errors(calibrated, calib_nchw, per_channel) if layer_report else []
+    if names_from is not None:
+        flat = keep_output_names(Path(names_from).read_bytes(), flat)
+    layer_errors = _layer_errors(calibrated, calib_nchw, per_channel, extra) if layer_report else []
     out_path.write_bytes(flat)
     return TfliteBuild(out_path, "int8", io_dtype, quantization={
         "scheme": "full-integer", "weights": "per-channel" if per_channel else "per-tensor",
@@ -178,7 +203,34 @@ def quantize_int8(calibrated: bytes, out_path: Path, calib_nchw: np.ndarray, io_
     }, layer_errors=layer_errors)
 
 
-def _layer_errors(calibrated: bytes, calib_nchw: np.ndarray, per_channel: bool, top: int = 12) -> list[dict[str, Any]]:
+def keep_output_names(reference: bytes, quantized: bytes) -> bytes:
+    """Give the quantised model's signature outputs their names back.
+
+    TF's quantiser renames signature outputs to output_0, output_1, ... in the order of the
+    float signature; runners of a model with several outputs (a two-pass statistics part)
+    find them by name. The k-th output takes the k-th float name; shapes must agree.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    ref, q = fu.convert_bytearray_to_object(bytearray(reference)), fu.convert_bytearray_to_object(bytearray(quantized))
+    if not ref.signatureDefs or not q.signatureDefs:
+        return quantized
+    ref_outs, q_outs = ref.signatureDefs[0].outputs, q.signatureDefs[0].outputs
+    if len(ref_outs) != len(q_outs):
+        raise ConversionError("the INT8 model lost or gained outputs in quantisation; cannot name them")
+    if [o.name for o in ref_outs] == [o.name for o in q_outs]:
+        return quantized
+    ref_t, q_t = ref.subgraphs[0].tensors, q.subgraphs[0].tensors
+    for r, o in zip(ref_outs, q_outs):
+        if list(ref_t[r.tensorIndex].shape) != list(q_t[o.tensorIndex].shape):
+            raise ConversionError(f"the INT8 model's output {o.name!r} does not match the float output "
+                                  f"{r.name!r} (shapes differ); cannot name its outputs")
+        o.name = r.name
+    return bytes(fu.convert_object_to_bytearray(q))
+
+
+def _layer_errors(calibrated: bytes, calib_nchw: np.ndarray, per_channel: bool,
+                  extra: dict[str, np.ndarray] | None = None, top: int = 12) -> list[dict[str, Any]]:
     """Per-layer quantisation error (the TF quantisation debugger), worst first.
 
     Ranked by RMSE over the layer's quantisation step: how many steps off it is.
@@ -190,14 +242,8 @@ def _layer_errors(calibrated: bytes, calib_nchw: np.ndarray, per_channel: bool, 
 
     debug_model = tf_convert.mlir_quantize(calibrated, disable_per_channel=not per_channel,
                                            enable_numeric_verify=True)
-    samples = np.transpose(calib_nchw[:4], (0, 2, 3, 1)).astype(np.float32)
-
-    def dataset():
-        for s in samples:
-            yield [s[None]]
-
     debugger = tf.lite.experimental.QuantizationDebugger(
-        quant_debug_model_content=debug_model, debug_dataset=dataset)
+        quant_debug_model_content=debug_model, debug_dataset=_representative(calib_nchw, extra, "bayer", limit=4))
     debugger.run()
     buf = io.StringIO()
     debugger.layer_statistics_dump(buf)

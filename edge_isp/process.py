@@ -44,6 +44,7 @@ class FileResult:
     tiles: int = 0
     mosaic_hw: tuple[int, int] | None = None
     peak_rss_mb: float | None = None
+    tiling: str = ""            # "two-pass (exact)" or "blended"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -220,6 +221,11 @@ def process_image(runner: Any, raw: Any, *, overlap: int = DEFAULT_OVERLAP, out_
     """
     from edge_isp.runtimes.tiling import run_tiled
 
+    if two_pass and getattr(runner, "split", None) is not None:
+        # A two-pass bundle: its statistics part over the photo, then its tile part.
+        even = raw if raw.shape == (raw.height // 2 * 2, raw.width // 2 * 2) else raw.crop(
+            0, 0, raw.height // 2 * 2, raw.width // 2 * 2)
+        return runner.run_photo(even.packed(), out_dtype=out_dtype, progress=progress)
     net = global_net(runner) if two_pass else None
     if net is not None:
         from edge_isp.models import model_info
@@ -241,7 +247,6 @@ def process_file(runner: Any, source: Path, output: Path, *, bits: int = 8, over
                  progress: Callable[[int, int], None] | None = None) -> FileResult:
     """Read, process and write one file; errors are returned in the result, not raised."""
     from edge_isp.raw import read_raw
-    from edge_isp.runtimes.tiling import tiles_for
 
     result = FileResult(Path(source))
     reset_peak_rss()
@@ -249,12 +254,7 @@ def process_file(runner: Any, source: Path, output: Path, *, bits: int = 8, over
     try:
         raw = read_raw(source, **(raw_layout or {}))
         result.mosaic_hw = raw.shape
-        tile = _tile_for(runner, raw.shape)
-        if tile is None:
-            result.tiles = tiles_for(runner, raw.shape, min(overlap, min(runner.packed_hw) // 2)).count
-        else:
-            from edge_isp.runtimes.tiling import plan_tiles
-            result.tiles = plan_tiles((raw.height // 2, raw.width // 2), tile, min(overlap, min(tile) // 2)).count
+        result.tiles, result.tiling = tiling_of(runner, raw.shape, overlap)
         rgb = process_image(runner, raw, overlap=overlap, out_dtype=np.uint16 if bits == 16 else np.uint8,
                             progress=progress)
         del raw
@@ -267,6 +267,34 @@ def process_file(runner: Any, source: Path, output: Path, *, bits: int = 8, over
     result.seconds = time.perf_counter() - t0
     result.peak_rss_mb = round(peak_rss_mb(), 1)
     return result
+
+
+def tiling_of(runner: Any, mosaic_hw: tuple[int, int], overlap: int = DEFAULT_OVERLAP) -> tuple[int, str]:
+    """How ``process_image`` tiles a photo of ``mosaic_hw``: (windows or tiles, mode)."""
+    from edge_isp.runtimes.tiling import tiles_for
+
+    packed_hw = (mosaic_hw[0] // 2, mosaic_hw[1] // 2)
+    split = getattr(runner, "split", None)
+    if split is not None:
+        from edge_isp.models.split_parts import pad_frame, plan_windows
+
+        spec = split[1]
+        frame = pad_frame(np.zeros((1, *packed_hw), np.float32), spec)
+        return len(plan_windows(frame.shape[1:], spec)), f"two-pass (exact, {spec.to_dict()['passes']} passes)"
+    net = global_net(runner)
+    if net is not None:
+        from edge_isp.models import model_info
+        from edge_isp.models.global_context import pad_to_multiple, plan_blocks, plan_for
+
+        plan = plan_for(net, model_info(runner.model).input_multiple)
+        h, w = pad_to_multiple(np.zeros((1, *packed_hw), np.float32), plan.align).shape[1:]
+        return len(plan_blocks((h, w), TWO_PASS_BLOCK, 0, plan.align)), f"two-pass (exact, {len(plan.order) + 1} passes)"
+    tile = _tile_for(runner, mosaic_hw)
+    if tile is None:
+        return tiles_for(runner, mosaic_hw, min(overlap, min(runner.packed_hw) // 2)).count, "blended"
+    from edge_isp.runtimes.tiling import plan_tiles
+
+    return plan_tiles(packed_hw, tile, min(overlap, min(tile) // 2)).count, "blended"
 
 
 def process_files(sources: Iterable[Path | str], output_dir: Path | str = DEFAULT_OUTPUT_DIR, *, runner: Any = None,

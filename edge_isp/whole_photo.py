@@ -114,6 +114,11 @@ def blended_edges(starts: Sequence[int], tile: int, size: int, scale: int) -> li
     return edges
 
 
+def owned_edges(starts: Sequence[int], size: int, scale: int) -> list[int]:
+    """Boundaries between owned blocks that start at ``starts`` (packed px) inside the photo, output px."""
+    return [v * scale for v in starts if v < size] + [size * scale]
+
+
 def block_edges(size: int, block: int, align: int, scale: int) -> list[int]:
     block = max(align, block // align * align)
     return [min(v, size) * scale for v in range(0, size, block)] + [size * scale]
@@ -211,7 +216,17 @@ def verify_photo(subject: Any, reference_net: Any, source: Path, *, out_dir: Pat
     subject_s = time.perf_counter() - t0
     scale = rgb.shape[0] // packed_hw[0]
     net = global_net(subject) if two_pass else None
-    if net is not None:
+    split = getattr(subject, "split", None) if two_pass else None
+    if split is not None:
+        from edge_isp.models.split_parts import pad_frame, plan_windows
+
+        spec = split[1]
+        frame_hw = pad_frame(np.zeros((1, *packed_hw), np.float32), spec).shape[1:]
+        owned = plan_windows(frame_hw, spec)
+        rows = owned_edges(sorted({w.own[0] for w in owned}), packed_hw[0], scale)
+        cols = owned_edges(sorted({w.own[2] for w in owned}), packed_hw[1], scale)
+        mode = f"two-pass bundle ({spec.to_dict()['passes']} passes, windows {2 * spec.window[0]}x{2 * spec.window[1]})"
+    elif net is not None:
         from edge_isp.models.global_context import plan_for
 
         plan = plan_for(net, info.input_multiple)  # the plan process_image measured

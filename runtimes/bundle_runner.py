@@ -52,6 +52,8 @@ class LoadedRunner:
         self.bundle_sha256 = bundle_sha256
         self.precision = precision
         self.warmed_up = False
+        # A two-pass bundle: (statistics-part runner, SplitSpec); None for one artifact.
+        self.split: tuple[Any, Any] | None = None
 
     @property
     def runtime(self) -> str:
@@ -93,7 +95,23 @@ class LoadedRunner:
         return rng.random(self.input_spec.nchw_shape, dtype=np.float32)
 
     def run(self, packed: np.ndarray) -> np.ndarray:
-        return self.runner.run(packed)
+        if self.split is None:
+            return self.runner.run(packed)
+        # Each window is a whole picture: its own statistics pass, then the tile pass.
+        from edge_isp.models.split_parts import run_split
+
+        stats_runner, spec = self.split
+        outs = [run_split(stats_runner.run_named, self.runner.run_named, spec, x) for x in packed]
+        return np.ascontiguousarray(np.stack(outs).transpose(0, 3, 1, 2), dtype=np.float32)
+
+    def run_photo(self, packed: np.ndarray, **kwargs: Any) -> np.ndarray:
+        """A whole packed photo (4, h, w) through a two-pass bundle, exactly: (h*s, w*s, 3)."""
+        from edge_isp.models.split_parts import run_split
+
+        if self.split is None:
+            raise InputError(f"{self.name} is not a two-pass bundle; process photos with edge_isp.process")
+        stats_runner, spec = self.split
+        return run_split(stats_runner.run_named, self.runner.run_named, spec, packed, **kwargs)
 
     def warmup(self, runs: int = 2) -> float:
         """Run ``runs`` inferences on a random input (first-call allocation, JIT, caches).
@@ -186,9 +204,29 @@ def open_bundle(bundle_path: Path | str, threads: int | None = None, runtime: st
         threads=threads, load_time_s=load_s, bundle=bundle, bundle_sha256=m["artifact"].get("sha256"),
         precision=m["target"].get("precision"),
     )
+    tiling = m.get("tiling") or {}
+    if tiling.get("mode") == "two-pass":
+        loaded.split = _open_stats_part(bundle, tiling, chosen, runtime_options, runner)
     if warmup:
         loaded.warmup(warmup)
     return loaded
+
+
+def _open_stats_part(bundle: Any, tiling: dict[str, Any], runtime: str, options: dict[str, Any],
+                     tile_runner: Runner) -> tuple[Any, Any]:
+    """The statistics part of a two-pass bundle and the spec both parts are driven by."""
+    from edge_isp.converters.bundle import stats_files
+    from edge_isp.models.split_parts import SplitSpec
+
+    spec = SplitSpec.from_dict(tiling)
+    files = stats_files(bundle.manifest)  # plain names, present and hashed (load_bundle, verify_bundle_files)
+    stats_runner = open_runner(runtime, bundle.path / files[0], **options)
+    for part, runner_ in (("statistics", stats_runner), ("tile", tile_runner)):
+        names = set(getattr(runner_, "inputs", {}))
+        if names != set(spec.input_names):
+            raise BundleError(f"{bundle.path}: the {part} part takes {', '.join(sorted(names))} but the manifest says "
+                              f"{', '.join(spec.input_names)}; re-run 'edge-isp convert'")
+    return stats_runner, spec
 
 
 def open_model(model: str | None = None, input_size: tuple[int, int] | None = None, *,

@@ -37,6 +37,7 @@ def convert(
     seed: int = typer.Option(0, "--seed"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle folder to write (new, empty, or an earlier bundle with --overwrite)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at the output folder (never anything else)."),
+    tiling: str = typer.Option("auto", "--tiling", help="auto | two-pass | blended. two-pass (auto for models that read the whole image, e.g. channel attention or instance norm): a statistics part and a tile part, exact at any photo size."),
     results: Optional[Path] = typer.Option(None, "--results", help="Results store for vendor-compiler estimates (default $EDGE_ISP_RESULTS or ./edge-isp-results.sqlite)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not record vendor-compiler estimates."),
     as_json: bool = JsonFlag,
@@ -55,6 +56,7 @@ def convert(
         per_channel=not per_tensor, io_dtype=io_dtype, nncf_preset=nncf_preset, layer_report=layer_report,
         fit=parse_options(fit, "fit option"), require_full_delegation=require_full,
         raw_layout=parse_options(raw_option, "RAW option"), soc=soc, output=output, overwrite=overwrite,
+        tiling=tiling,
     )
     if as_json:
         result = run_convert(opts)
@@ -86,6 +88,15 @@ def convert(
     if kind == "random":
         err.print(f"[yellow]warning:[/] {RANDOM_WEIGHTS_WARNING}", highlight=False, soft_wrap=True)
     out.print(f"support check: {m['support_check']['summary']}")
+    tiling_ = m.get("tiling") or {}
+    if tiling_.get("mode") == "two-pass":
+        parts = v.get("parts", {})
+        out.print(f"tiling: two-pass, exact ({tiling_['passes']} passes; {tiling_['window_note']}); statistics part "
+                  f"{', '.join(tiling_['stats_artifact']['files'])}: {tiling_['stats_artifact']['support_check']['summary']}; "
+                  f"tile part alone {parts.get('tile_part_worst_psnr_db', float('nan')):.1f} dB, statistics within "
+                  f"{parts.get('stats_part_max_rel_err', float('nan')):.2g} (relative)", highlight=False)
+    elif tiling_.get("note"):
+        err.print(f"[yellow]note:[/] {tiling_['note']}", highlight=False, soft_wrap=True)
     if m.get("layer_errors"):
         lt = Table(title="INT8 layers with the largest error (RMSE in quantisation steps)")
         for col in ("op", "tensor", "RMSE/scale", "max abs err"):

@@ -96,7 +96,7 @@ def process(
     else:
         done = [r for r in report.results if r.ok]
         for r in done:
-            out.print(f"{r.output}  ({r.mosaic_hw[0]}x{r.mosaic_hw[1]}, {r.tiles} tiles, {r.seconds:.1f} s, "
+            out.print(f"{r.output}  ({r.mosaic_hw[0]}x{r.mosaic_hw[1]}, {r.tiles} tiles, {r.tiling}, {r.seconds:.1f} s, "
                       f"peak RSS {r.peak_rss_mb:.0f} MB)", highlight=False)
         if report.failed:
             err.print(f"[red]{len(report.failed)} of {len(report.results)} file(s) failed[/]")

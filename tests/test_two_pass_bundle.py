@@ -1,0 +1,281 @@
+"""Two-pass bundles: a statistics part and a tile part, exact at any photo size after conversion.
+
+Fast tests drive the PyTorch parts through the same fixed-window driver the artifacts use;
+slow tests convert for real (onnx2tf / OpenVINO / ONNX Runtime) and process whole photos.
+The photos are synthetic with strong global structure (a gradient sky), where a window's
+own statistics differ most from the photo's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge_isp.errors import BundleError, InputError  # noqa: E402
+from edge_isp.models import create  # noqa: E402
+from edge_isp.models.global_context import plan_for  # noqa: E402
+from edge_isp.models.split_parts import (  # noqa: E402
+    BAYER,
+    SplitRun,
+    SplitSpec,
+    example_statistics,
+    make_parts,
+    pad_frame,
+    plan_windows,
+    run_split,
+    split_spec,
+    torch_part_fn,
+)
+
+
+def _sky(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Packed (4, h, w) Bayer planes of a bright gradient sky over darker textured ground."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    sky = 0.2 + 0.6 * (1 - yy / h)
+    ground = yy > 0.65 * h
+    tex = 0.08 * np.sin(xx / 5.0) * np.cos(yy / 3.0)
+    planes = [np.where(ground, 0.2 + tex, sky * f) for f in (1.0, 0.8, 0.55, 0.8)]
+    noise = np.random.default_rng(seed).normal(0, 0.01, (4, h, w))
+    return np.clip(np.stack(planes) + noise, 0, 1).astype(np.float32)
+
+
+def _untiled(net, packed: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return net(torch.from_numpy(packed)[None])[0].clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return 300.0 if mse == 0 else 10 * np.log10(1 / mse)
+
+
+@pytest.fixture(scope="module")
+def default_net():
+    from edge_isp.models.pretrained import load_default
+
+    net = load_default().eval()                   # trained: its attention really reacts
+    plan = plan_for(net, 4)
+    return net, plan, split_spec(net, plan, (216, 216))
+
+
+# ----------------------------------------------------------------------------- fast
+
+@pytest.mark.parametrize("name,window", [("pynet-v2-mobile-nonorm", (216, 216)), ("pynet-v2-mobile", (216, 252))])
+def test_parts_in_fixed_windows_equal_the_untiled_model(name, window):
+    net = create(name, seed=0).eval()
+    plan = plan_for(net, 4)
+    spec = split_spec(net, plan, window)
+    stats_part, tile_part = make_parts(net, plan, spec)
+    packed = _sky(360, 432)                       # aligned to 36: no padding, every pixel exact
+    run = SplitRun()
+    out = run_split(torch_part_fn(stats_part), torch_part_fn(tile_part), spec, packed, run=run)
+    assert run.windows >= 4                       # really tiled
+    assert run.stats_runs == run.windows * len(spec.ops) and run.tile_runs == run.windows
+    assert _psnr(out, _untiled(net, packed)) > 100   # float rounding only
+
+
+def test_windows_partition_the_frame_and_keep_their_reach(default_net):
+    _, _, spec = default_net
+    hw = (396, 540)
+    windows = plan_windows(hw, spec)
+    cover = np.zeros(hw, int)
+    for w in windows:
+        t, b, l, r = w.own
+        cover[t:b, l:r] += 1
+        assert 0 <= w.top <= hw[0] - spec.window[0] and 0 <= w.left <= hw[1] - spec.window[1]
+        assert w.top <= t and b <= w.top + spec.window[0] and w.left <= l and r <= w.left + spec.window[1]
+        # Context: at least the reach on every side, or the window edge is the frame edge.
+        assert t - w.top >= spec.reach or w.top == 0
+        assert w.top + spec.window[0] - b >= spec.reach or w.top + spec.window[0] == hw[0]
+        assert l - w.left >= spec.reach or w.left == 0
+        assert w.left + spec.window[1] - r >= spec.reach or w.left + spec.window[1] == hw[1]
+        assert w.top % spec.align == 0 and w.left % spec.align == 0
+    assert (cover == 1).all()
+
+
+def test_unaligned_photo_is_padded_and_cropped_back(default_net):
+    net, plan, spec = default_net
+    stats_part, tile_part = make_parts(net, plan, spec)
+    packed = _sky(252, 304)               # a multiple of the model's 4, not of the 36 px alignment
+    out = run_split(torch_part_fn(stats_part), torch_part_fn(tile_part), spec, packed)
+    assert out.shape == (504, 608, 3)
+    # Exact against the untiled model on the frame the bundle sees (aligned by mirroring).
+    frame = pad_frame(packed, spec)
+    assert frame.shape[1] % spec.align == 0 and frame.shape[2] % spec.align == 0
+    assert _psnr(out, _untiled(net, frame)[:504, :608]) > 100
+    # And close to the model on the photo itself: the padding only nudges the statistics.
+    assert _psnr(out, _untiled(net, packed)) > 40
+
+
+def test_statistics_inputs_are_what_the_crop_sees(default_net):
+    net, plan, spec = default_net
+    x = _sky(216, 216)[None]
+    stats = example_statistics(net, plan, spec, x)
+    assert set(stats) == set(spec.input_names) - {BAYER}
+    _, tile_part = make_parts(net, plan, spec)
+    feeds = {BAYER: x, **stats}
+    got = torch_part_fn(tile_part)(feeds)["rgb"][0].clip(0, 1).transpose(1, 2, 0)
+    assert _psnr(got, _untiled(net, x[0])) > 100
+    # Wrong statistics change the picture: the inputs are really read.
+    feeds[spec.ops[0].inputs[0]] = feeds[spec.ops[0].inputs[0]] + 0.5
+    bad = torch_part_fn(tile_part)(feeds)["rgb"][0].clip(0, 1).transpose(1, 2, 0)
+    assert _psnr(bad, _untiled(net, x[0])) < 60
+
+
+def test_spec_round_trips_and_refuses_damaged_sections(default_net):
+    _, _, spec = default_net
+    d = json.loads(json.dumps(spec.to_dict()))
+    assert SplitSpec.from_dict(d) == spec
+    for broken in ({**d, "window_packed": [215, 216]}, {**d, "ops": []}, {**d, "reach_packed": "x"},
+                   {k: v for k, v in d.items() if k != "align_packed"},
+                   {**d, "ops": [{**d["ops"][0], "kind": "max"}]}):
+        with pytest.raises(BundleError, match="two_pass|re-run"):
+            SplitSpec.from_dict(broken)
+
+
+def test_window_too_small_for_the_reach_is_refused_with_a_size(default_net):
+    net, plan, _ = default_net
+    with pytest.raises(InputError, match=r"--input-size \d+x\d+"):
+        split_spec(net, plan, (144, 144))
+
+
+def test_tiling_choice_follows_model_and_format():
+    from edge_isp.converters.targets import get_target
+    from edge_isp.converters.two_pass import choose_tiling
+
+    attention, plain = create("pynet-v2-mobile-nonorm", seed=0), create("punet", seed=0, instance_norm=False)
+    assert choose_tiling("auto", attention, get_target("cpu-fp32")) == "two-pass"
+    assert choose_tiling("auto", attention, get_target("ethos-u55-int8")) == "blended"
+    assert choose_tiling("blended", attention, get_target("cpu-fp32")) == "blended"
+    with pytest.raises(InputError, match="two-pass bundles are built for"):
+        choose_tiling("two-pass", attention, get_target("ethos-u55-int8"))
+    with pytest.raises(InputError, match="choose one of"):
+        choose_tiling("exact", attention, get_target("cpu-fp32"))
+    assert choose_tiling("auto", plain, get_target("cpu-fp32")) == "blended"
+    with pytest.raises(InputError, match="no global ops"):
+        choose_tiling("two-pass", plain, get_target("cpu-fp32"))
+
+
+# ----------------------------------------------------------------------------- slow
+
+def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_isp.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "NO_COLOR": "1"}, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def fp32_bundle(tmp_path_factory):
+    from edge_isp.converters.pipeline import ConvertOptions, convert
+
+    out = tmp_path_factory.mktemp("two_pass") / "default_cpu-fp32"
+    return convert(ConvertOptions(target="cpu-fp32", input_size=(432, 432), output=out))
+
+
+@pytest.mark.slow
+def test_converted_parts_run_whole_photos_exactly(fp32_bundle):
+    from edge_isp.models.pretrained import load_default
+    from edge_isp.runtimes import open_bundle
+
+    m = fp32_bundle.manifest
+    t = m["tiling"]
+    assert t["mode"] == "two-pass" and t["passes"] == 3 and t["window_packed"] == [216, 216]
+    assert sorted(m["artifact"]["files_sha256"]) == ["model.tflite", "stats.tflite"]
+    assert m["verification"]["passed"] and m["verification"]["parts"]["tile_part_worst_psnr_db"] > 90
+    assert m["verification"]["parts"]["stats_part_max_rel_err"] < 1e-3
+    assert (fp32_bundle.bundle.path / "source_stats.onnx").is_file()
+
+    runner = open_bundle(fp32_bundle.bundle.path)
+    assert runner.split is not None
+    net = load_default()
+    raw = _raw(_sky(360, 468))                                # aligned: exact
+    packed = raw.packed()
+    out = runner.run_photo(packed)
+    assert _psnr(out, _untiled(net, packed)) > 90
+    # process_image takes the same path; blended windows with their own statistics (what
+    # one artifact gives) are far worse.
+    from edge_isp.process import process_image
+
+    assert _psnr(process_image(runner, raw), out) > 120
+    blended = process_image(runner, raw, two_pass=False)
+    assert _psnr(blended, _untiled(net, packed)) < _psnr(out, _untiled(net, packed)) - 20
+
+
+def _raw(packed: np.ndarray):
+    from edge_isp.raw.cfa import unpack_bayer
+    from edge_isp.raw.image import RawImage
+
+    mosaic = np.rint(unpack_bayer(packed, "RGGB") * 65535).astype(np.uint16)
+    return RawImage(mosaic, "RGGB", 0, 65535)
+
+
+@pytest.mark.slow
+def test_process_and_verify_use_the_two_pass_bundle(fp32_bundle, tmp_path, shared_raw):
+    chart = shared_raw / "openisp_1920x1080_rggb_u16le.raw"
+    layout = ["--width", "1920", "--height", "1080", "--cfa", "rggb", "--white", "1023"]
+    bundle = str(fp32_bundle.bundle.path)
+    done = _run_cli("process", "--bundle", bundle, str(chart), *layout, "-o", str(tmp_path / "out"), "--json",
+                    cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)["results"][0]
+    assert result["ok"] and result["tiling"].startswith("two-pass") and result["tiles"] >= 6
+    done = _run_cli("verify", bundle, str(chart), *layout, "--json", "-o", str(tmp_path / "diff"), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    photo = json.loads(done.stdout)["photos"][0]
+    assert photo["mode"].startswith("two-pass bundle")
+    # 1920x1080 is not a multiple of the 36 px alignment: the mirrored margin nudges the
+    # statistics, still far above the bars (blended windows: ~30 dB).
+    assert photo["psnr_db"] >= 50 and photo["worst_tile_psnr_db"] >= 45 and photo["seam_score"] <= 1.05
+    assert Path(photo["diff_png"]).is_file()
+
+
+@pytest.mark.slow
+def test_tampered_statistics_part_is_refused(fp32_bundle, tmp_path):
+    import shutil
+
+    from edge_isp.runtimes import open_bundle
+
+    copy = tmp_path / "b"
+    shutil.copytree(fp32_bundle.bundle.path, copy)
+    with open(copy / "stats.tflite", "r+b") as f:
+        f.seek(200)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.raises(BundleError, match="stats.tflite"):
+        open_bundle(copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["tiling"]["stats_artifact"]["files"] = ["../model.tflite"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="plain file name"):
+        open_bundle(copy)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["onnx-fp32", "openvino-fp16"])
+def test_two_pass_on_other_host_formats(target, tmp_path):
+    from edge_isp.converters.pipeline import ConvertOptions, convert
+    from edge_isp.runtimes import open_bundle
+
+    result = convert(ConvertOptions(target=target, input_size=(432, 432), output=tmp_path / "b", verify_samples=2))
+    assert result.manifest["tiling"]["mode"] == "two-pass" and result.verification.passed
+    runner = open_bundle(result.bundle.path)
+    from edge_isp.models.pretrained import load_default
+
+    packed = _sky(216, 432)
+    assert _psnr(runner.run_photo(packed), _untiled(load_default(), packed)) > 60
+
+
+@pytest.mark.slow
+def test_blended_tiling_keeps_one_artifact_and_says_it_is_not_exact(tmp_path):
+    from edge_isp.converters.pipeline import ConvertOptions, convert
+
+    result = convert(ConvertOptions(target="onnx-fp32", tiling="blended", output=tmp_path / "b", verify_samples=2))
+    t = result.manifest["tiling"]
+    assert t["mode"] == "blended" and t["exact"] is False and "two-pass" in t["note"]
+    assert list(result.manifest["artifact"]["files_sha256"]) == ["model.onnx"]
