@@ -78,6 +78,10 @@ class RawFormatError(InputError):
     """A RAW file cannot be read or does not match the layout described."""
 
 
+class NoPreviewError(RawFormatError):
+    """A camera RAW file embeds no preview image edge-isp can use as the camera's own rendering."""
+
+
 class UnknownNameError(InputError):
     """A model, target, CFA, preset or profile name is not registered."""
 

@@ -56,7 +56,9 @@ __all__ = [
     "MS_SSIM_WEIGHTS",
     "WINDOW_SIGMA",
     "WINDOW_SIZE",
+    "ColourDifference",
     "ImageQuality",
+    "colour_difference",
     "compare",
     "gaussian_window",
     "ms_ssim",
@@ -381,6 +383,37 @@ def compare(
         ssim=float(ssim_values.mean()),
         ms_ssim=ms_value,
         max_abs_err=float(np.max(np.abs(ref - tst))),
+    )
+
+
+# ------------------------------------------------------------ colour (scikit-image)
+
+
+@dataclass(frozen=True)
+class ColourDifference:
+    """How the colours of ``test`` differ from ``reference`` (display sRGB, D65).
+
+    ``delta_e00``: the mean CIEDE2000 difference over the pixels (about 1 is a just
+    noticeable difference; scikit-image ``deltaE_ciede2000`` on ``rgb2lab``).
+    ``lightness_diff``: mean L* of ``test`` minus mean L* of ``reference`` (L* 0..100);
+    above 0 the test is brighter.
+    """
+
+    delta_e00: float
+    lightness_diff: float
+
+
+def colour_difference(reference: Any, test: Any) -> ColourDifference:
+    """CIEDE2000 and mean lightness difference of two sRGB HWC images in [0, 1]."""
+    color = require("skimage.color", "CIEDE2000 colour differences")
+    ref, tst, single = _prepare_pair(reference, test)
+    if not single or ref.shape[-1] != 3:
+        raise InputError(f"colour_difference takes one RGB image (H, W, 3), got {tuple(np.shape(reference))}")
+    lab_ref = color.rgb2lab(np.clip(ref[0], 0.0, 1.0))
+    lab_tst = color.rgb2lab(np.clip(tst[0], 0.0, 1.0))
+    return ColourDifference(
+        delta_e00=float(np.mean(color.deltaE_ciede2000(lab_ref, lab_tst))),
+        lightness_diff=float(lab_tst[..., 0].mean() - lab_ref[..., 0].mean()),
     )
 
 

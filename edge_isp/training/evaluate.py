@@ -6,6 +6,11 @@ package and weights are present locally), per image and mean.
     >>> report = evaluate_subject("runs/default/best.pt", data="synthetic")
     >>> report.mean["psnr_db"]
 
+Data kinds (:func:`evaluation_data`, a registry: :func:`register_data_kind`): ``synthetic``,
+``zurich:PATH``, ``ultraisp:PATH``, ``pairs:PATH`` (packed RAW + target pairs) and
+``camera:FOLDER`` (camera RAW files against the JPEG their camera embedded,
+:mod:`edge_isp.training.camera`).
+
 Subjects: ``default`` (the shipped default model), ``classical`` (the reference ISP,
 :func:`edge_isp.raw.render`), a registry model name (with ``weights``), a training
 checkpoint (``.pt`` written by ``edge-isp train``), or a bundle folder written by
@@ -15,25 +20,23 @@ checkpoint (``.pt`` written by ``edge-isp train``), or a bundle folder written b
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from edge_isp.errors import InputError
+from edge_isp.errors import InputError, UnknownNameError
+
+if TYPE_CHECKING:
+    from edge_isp.raw import RawImage
 
 Predict = Callable[[np.ndarray], np.ndarray]  # packed (4,h,w) -> RGB (3,H,W) in [0,1]
-
-
-@dataclass(frozen=True)
-class EvalPair:
-    name: str
-    raw: np.ndarray  # packed (4, h, w) float32, B Gr R Gb
-    target: np.ndarray  # (3, H, W) float32 in [0, 1]
+RenderRaw = Callable[["RawImage"], np.ndarray]  # a whole RawImage -> RGB (H, W, 3) in [0,1]
 
 
 @dataclass
@@ -43,6 +46,34 @@ class ImageScore:
     ssim: float
     ms_ssim: float | None
     lpips: float | None = None
+    # Colour against a display-referred reference (camera data): mean CIEDE2000, and the
+    # mean L* difference (subject minus reference; > 0 brighter) and its magnitude.
+    delta_e00: float | None = None
+    delta_l: float | None = None
+    abs_delta_l: float | None = None
+    alignment: dict[str, Any] | None = None  # how the subject's render was mapped onto the reference
+    note: str | None = None  # e.g. an uncertain alignment
+
+
+class ScoredPair(Protocol):
+    """One image of an evaluation: scores a subject on itself."""
+
+    name: str
+
+    def score_with(self, subject: Subject, lpips_fn: Any = None) -> ImageScore: ...
+
+
+@dataclass(frozen=True)
+class EvalPair:
+    name: str
+    raw: np.ndarray  # packed (4, h, w) float32, B Gr R Gb
+    target: np.ndarray  # (3, H, W) float32 in [0, 1]
+
+    def score_with(self, subject: Subject, lpips_fn: Any = None) -> ImageScore:
+        return score(self.name, self.target, subject.predict(self.raw), lpips_fn)
+
+
+MEAN_KEYS = ("psnr_db", "ssim", "ms_ssim", "lpips", "delta_e00", "delta_l", "abs_delta_l")
 
 
 @dataclass
@@ -60,7 +91,7 @@ class EvalReport:
     @property
     def mean(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        for key in ("psnr_db", "ssim", "ms_ssim", "lpips"):
+        for key in MEAN_KEYS:
             vals = [getattr(s, key) for s in self.images if getattr(s, key) is not None]
             vals = [v for v in vals if not math.isnan(v)]
             if vals:
@@ -78,9 +109,100 @@ class EvalReport:
 # ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """How to build the evaluation data (each kind uses what applies to it)."""
+
+    draws: int = 32  # synthetic: held-out draws
+    seed: int = 0
+    limit: int | None = None  # at most this many images / files
+    max_side: int | None = None  # synthetic: long side of the held-out photos
+    preset: str | None = None  # datasets: RAW level preset
+    scale: float = 1.0  # camera: comparison size relative to the embedded preview
+    binning: int = 1  # camera: render from an N x N binned mosaic (N^2 fewer pixels)
+
+
+@dataclass
+class EvalData:
+    """The images to evaluate on, the dataset label stored with the results, and notes
+    for the user (e.g. files that were skipped and why)."""
+
+    pairs: list[ScoredPair]
+    label: str
+    notes: list[str] = field(default_factory=list)
+
+
+DataSource = Callable[[str, DataOptions], EvalData]  # (the whole --data spec, options)
+
+
+def _synthetic_data(data: str, opts: DataOptions) -> EvalData:
+    from edge_isp.training.synthetic import camera_config, held_out_set
+
+    profile = data.partition(":")[2]
+    items = held_out_set(opts.draws, seed=opts.seed, max_side=opts.max_side, config=camera_config(profile))
+    pairs: list[ScoredPair] = [EvalPair(it.name, it.raw, it.target) for it in items]
+    return EvalData(pairs[: opts.limit] if opts.limit else pairs, _dataset_label(data, opts.draws, opts.seed))
+
+
+def _dataset_data(data: str, opts: DataOptions) -> EvalData:
+    from edge_isp.training.data import make_source
+
+    src = make_source(data, batch_size=1, crop=256, seed=opts.seed, preset=opts.preset)
+    val = getattr(src, "val", None)
+    if val is None:
+        val = getattr(src, "train", None)
+    if val is None:
+        raise InputError(f"{data} has no pairs to evaluate")
+    n = len(val) if opts.limit is None else min(opts.limit, len(val))
+    pairs: list[ScoredPair] = []
+    for i in range(n):
+        x, y = val[i]
+        pairs.append(EvalPair(f"{i}", x.numpy(), y.numpy()))
+    return EvalData(pairs, data)
+
+
+# kind (the part of --data before ':') -> source, or "module:function" loaded on first use.
+# A spec whose kind is not registered is a dataset path (``pairs``) for make_source.
+_DATA_KINDS: dict[str, DataSource | str] = {
+    "synthetic": _synthetic_data,
+    "zurich": _dataset_data,
+    "ultraisp": _dataset_data,
+    "pairs": _dataset_data,
+    "camera": "edge_isp.training.camera:camera_data",
+}
+
+
+def register_data_kind(kind: str, source: DataSource | str) -> None:
+    """Add a ``--data KIND:...`` source: ``source(spec, DataOptions) -> EvalData``."""
+    _DATA_KINDS[kind] = source
+
+
+def data_kinds() -> list[str]:
+    return sorted(_DATA_KINDS)
+
+
+def _data_source(kind: str) -> DataSource:
+    source = _DATA_KINDS.get(kind, _dataset_data)
+    if isinstance(source, str):
+        module, _, name = source.partition(":")
+        try:
+            source = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:  # pragma: no cover - a broken registration
+            raise UnknownNameError(f"data kind {kind!r} is registered as {source!r}, which cannot be loaded") from exc
+        _DATA_KINDS[kind] = source
+    return source
+
+
+def evaluation_data(data: str = "synthetic", options: DataOptions | None = None, **kwargs: Any) -> EvalData:
+    """The evaluation data for ``data`` (``synthetic[:PROFILE]``, ``zurich:PATH``,
+    ``ultraisp:PATH``, ``pairs:PATH``, ``camera:FOLDER``); ``kwargs`` are DataOptions fields."""
+    opts = dataclasses.replace(options or DataOptions(), **kwargs)
+    return _data_source(data.partition(":")[0])(data, opts)
+
+
 def evaluation_pairs(data: str = "synthetic", *, draws: int = 32, seed: int = 0,
                      limit: int | None = None, max_side: int | None = None,
-                     preset: str | None = None) -> list[EvalPair]:
+                     preset: str | None = None) -> list[ScoredPair]:
     """The pairs to evaluate on.
 
     ``synthetic``: ``draws`` fixed unprocessed draws of the held-out photos (never used
@@ -88,28 +210,11 @@ def evaluation_pairs(data: str = "synthetic", *, draws: int = 32, seed: int = 0,
     camera ranges; ``synthetic:PROFILE`` with that profile's cameras (e.g. ``colour-wb``: wide
     white-balance gains). ``zurich:PATH``
     / ``ultraisp:PATH``: the dataset's test split. ``pairs:PATH``: a raw/ + rgb/ folder.
+    ``camera:FOLDER``: camera RAW files scored against their embedded JPEG (see
+    :func:`evaluation_data` for the notes on skipped files).
     """
-    kind, _, profile = data.partition(":")
-    if kind == "synthetic":
-        from edge_isp.training.synthetic import camera_config, held_out_set
-
-        items = held_out_set(draws, seed=seed, max_side=max_side, config=camera_config(profile))
-        pairs = [EvalPair(it.name, it.raw, it.target) for it in items]
-    else:
-        from edge_isp.training.data import make_source
-
-        src = make_source(data, batch_size=1, crop=256, seed=seed, preset=preset)
-        val = getattr(src, "val", None)
-        if val is None:
-            val = getattr(src, "train", None)
-        if val is None:
-            raise InputError(f"{data} has no pairs to evaluate")
-        n = len(val) if limit is None else min(limit, len(val))
-        pairs = []
-        for i in range(n):
-            x, y = val[i]
-            pairs.append(EvalPair(f"{i}", x.numpy(), y.numpy()))
-    return pairs[:limit] if limit else pairs
+    return evaluation_data(data, DataOptions(draws=draws, seed=seed, limit=limit, max_side=max_side,
+                                             preset=preset)).pairs
 
 
 # ---------------------------------------------------------------------------------------
@@ -153,6 +258,44 @@ class Subject:
     runtime: str
     bundle_sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # A whole camera RAW file -> RGB (H, W, 3): the classical ISP with the file's metadata,
+    # a model or bundle tiled through edge_isp.process (any photo size, bounded memory).
+    render_raw: RenderRaw | None = None
+
+
+def classical_render_raw(raw: RawImage) -> np.ndarray:
+    """The classical reference ISP on a whole RawImage, with the file's white balance and
+    colour matrix (``edge_isp.raw.render`` defaults)."""
+    from edge_isp.raw import render
+
+    return render(raw)
+
+
+def runner_render_raw(runner: Any) -> RenderRaw:
+    """Render whole RawImages through ``runner`` (a bundle or PyTorch runner), tiled."""
+
+    def run(raw: RawImage) -> np.ndarray:
+        from edge_isp.process import process_image
+
+        return process_image(runner, raw)
+
+    return run
+
+
+def torch_render_raw(net: Any, model: str) -> RenderRaw:
+    """Render whole RawImages with a PyTorch ``net`` of registry model ``model``, tiled as
+    ``edge-isp process`` does (the runner is made on first use)."""
+    made: list[RenderRaw] = []
+
+    def run(raw: RawImage) -> np.ndarray:
+        if not made:
+            from edge_isp.process import TORCH_TILE_MOSAIC
+            from edge_isp.runtimes.bundle_runner import open_model
+
+            made.append(runner_render_raw(open_model(model, TORCH_TILE_MOSAIC, net=net)))
+        return made[0](raw)
+
+    return run
 
 
 def load_subject(subject: str, *, weights: str | Path | None = None,
@@ -161,8 +304,10 @@ def load_subject(subject: str, *, weights: str | Path | None = None,
     """Resolve ``subject`` (see the module docstring) into a predict function."""
     if subject == "classical":
         return Subject(classical_predict, "classical", "classical-isp", "reference", "numpy",
-                       extra={"pipeline": "edge_isp.raw.render defaults (gray-world WB, Malvar demosaic, "
-                                          "auto exposure, sRGB + tone curve)"})
+                       extra={"pipeline": "edge_isp.raw.render defaults (as-shot WB when the file records "
+                                          "it, else gray-world; Malvar demosaic, auto exposure, sRGB + "
+                                          "tone curve)"},
+                       render_raw=classical_render_raw)
     from edge_isp.models import model_info
 
     if subject == "default":
@@ -171,7 +316,8 @@ def load_subject(subject: str, *, weights: str | Path | None = None,
         net = load_default()
         info = model_info(DEFAULT.name)
         return Subject(torch_predict(net, info.input_multiple), "default", DEFAULT.name, "torch-fp32", "torch",
-                       extra={"weights": DEFAULT.weights, "options": dict(DEFAULT.options)})
+                       extra={"weights": DEFAULT.weights, "options": dict(DEFAULT.options)},
+                       render_raw=torch_render_raw(net, DEFAULT.name))
     path = Path(subject)
     if path.is_dir() or path.name == "manifest.json":
         from edge_isp.runtimes.bundle_runner import open_bundle
@@ -188,7 +334,8 @@ def load_subject(subject: str, *, weights: str | Path | None = None,
             return rgb.transpose(2, 0, 1)
 
         return Subject(run_bundle, "bundle", runner.model, runner.target, runner.runtime,
-                       bundle_sha256=runner.bundle_sha256, extra={"bundle": str(path)})
+                       bundle_sha256=runner.bundle_sha256, extra={"bundle": str(path)},
+                       render_raw=runner_render_raw(runner))
     if path.suffix in (".pt", ".pth") or path.is_file():
         if not path.is_file():
             raise InputError(f"{path}: no such checkpoint")
@@ -198,7 +345,8 @@ def load_subject(subject: str, *, weights: str | Path | None = None,
         info = model_info(ckpt["model_name"])
         return Subject(torch_predict(net, info.input_multiple), "checkpoint", ckpt["model_name"], "torch-fp32",
                        "torch", extra={"checkpoint": str(path), "step": ckpt.get("step"),
-                                       "options": ckpt.get("model_options", {})})
+                                       "options": ckpt.get("model_options", {})},
+                       render_raw=torch_render_raw(net, ckpt["model_name"]))
     if "/" in subject or subject.startswith("."):
         raise InputError(f"{subject}: no such bundle folder or checkpoint file")
     from edge_isp.models import create
@@ -210,7 +358,8 @@ def load_subject(subject: str, *, weights: str | Path | None = None,
 
         load_weights(net, Path(weights))
     return Subject(torch_predict(net, info.input_multiple), "model", subject, "torch-fp32", "torch",
-                   extra={"weights": str(weights) if weights else None, "options": options or {}})
+                   extra={"weights": str(weights) if weights else None, "options": options or {}},
+                   render_raw=torch_render_raw(net, subject))
 
 
 # ---------------------------------------------------------------------------------------
@@ -269,7 +418,7 @@ def score(name: str, target: np.ndarray, out: np.ndarray, lpips_fn: Any = None) 
                       lpips_fn(target, out) if lpips_fn else None)
 
 
-def evaluate(subject: Subject, pairs: Sequence[EvalPair], *, name: str, dataset: str,
+def evaluate(subject: Subject, pairs: Sequence[ScoredPair], *, name: str, dataset: str,
              use_lpips: bool | None = None, progress: Callable[[int, int], None] | None = None) -> EvalReport:
     """Score ``subject`` on every pair; ``use_lpips=None`` means 'when available'."""
     if use_lpips is None:
@@ -280,8 +429,7 @@ def evaluate(subject: Subject, pairs: Sequence[EvalPair], *, name: str, dataset:
     lp = _Lpips() if use_lpips else None
     images = []
     for i, pair in enumerate(pairs):
-        out = subject.predict(pair.raw)
-        images.append(score(pair.name, pair.target, out, lp))
+        images.append(pair.score_with(subject, lp))
         if progress:
             progress(i + 1, len(pairs))
     return EvalReport(subject=name, kind=subject.kind, model=subject.model, target=subject.target,
@@ -292,9 +440,9 @@ def evaluate(subject: Subject, pairs: Sequence[EvalPair], *, name: str, dataset:
 def evaluate_subject(subject: str, *, data: str = "synthetic", draws: int = 32, seed: int = 0,
                      limit: int | None = None, weights: str | Path | None = None,
                      options: dict[str, Any] | None = None, **kwargs: Any) -> EvalReport:
-    pairs = evaluation_pairs(data, draws=draws, seed=seed, limit=limit)
+    ev = evaluation_data(data, draws=draws, seed=seed, limit=limit)
     sub = load_subject(subject, weights=weights, options=options)
-    return evaluate(sub, pairs, name=subject, dataset=_dataset_label(data, draws, seed), **kwargs)
+    return evaluate(sub, ev.pairs, name=subject, dataset=ev.label, **kwargs)
 
 
 def _dataset_label(data: str, draws: int, seed: int) -> str:
