@@ -75,6 +75,9 @@ class ConvertOptions:
     # auto: exact two-pass parts for models with global ops (where the format runs them),
     # one artifact otherwise; two-pass / blended force it (converters/two_pass.py).
     tiling: str = "auto"
+    # Whole photos (RAW files) run tiled through the built artifact(s) and compared with the
+    # untiled PyTorch model; below the bars the bundle is refused (edge_isp/whole_photo.py).
+    verify_photos: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -330,6 +333,54 @@ RANDOM_WEIGHTS_WARNING = ("random weights (no --weights): the PSNR vs PyTorch, s
                           "model)")
 
 
+def photo_bars(target: Target) -> dict[str, float]:
+    """Whole-photo bars of ``convert --verify-photo``: verify's defaults for float targets; for
+    quantised ones the target's own crop bar (INT8 cannot reach 50 dB vs float PyTorch) and no
+    seam bar: the INT8 error is textured by the picture, so its seam score swings with the
+    content (0.86-1.57 measured at boundaries shifted off the real ones on the chart)."""
+    from edge_isp.whole_photo import default_bars
+
+    bars: dict[str, Any] = dict(default_bars())
+    if target.quantized:
+        bars.update(min_psnr_db=target.min_psnr_db, min_worst_tile_psnr_db=target.min_psnr_db, max_seam_score=None)
+    return bars
+
+
+def _check_verify_photos(opts: ConvertOptions, target: Target) -> None:
+    """Before any work: the photos exist and the target's artifact runs on the host."""
+    if not opts.verify_photos:
+        return
+    if target.format == "rknn":
+        raise InputError(f"--verify-photo needs an artifact the host runs; {target.name} runs on the board only")
+    for photo in opts.verify_photos:
+        if not Path(photo).is_file():
+            raise InputError(f"--verify-photo {photo}: no such file; pass a RAW photo (DNG, CR2, NEF, ...)")
+
+
+def _verify_photos(opts: ConvertOptions, target: Target, model: Any, runner: Any, stats_runner: Any, split: Any,
+                   mosaic_hw: tuple[int, int]) -> list[Any]:
+    """Each photo through the built artifact(s), tiled as ``process`` would, vs untiled PyTorch."""
+    from edge_isp.errors import VerificationError
+    from edge_isp.runtimes.bundle_runner import LoadedRunner
+    from edge_isp.whole_photo import verify_photo
+
+    subject = LoadedRunner(runner, model=str(opts.model), target=target.name, mosaic_hw=mosaic_hw, threads=None,
+                           load_time_s=0.0, precision=target.precision)
+    if split is not None:
+        subject.split = (stats_runner, split.spec)
+    bars = photo_bars(target)
+    results = []
+    for photo in opts.verify_photos:
+        result = verify_photo(subject, model, Path(photo), raw_layout=opts.raw_layout, bars=bars)
+        results.append(result)
+        if not result.passed:
+            raise VerificationError(
+                f"--verify-photo {photo}: {'; '.join(result.failures)} ({result.mode}, {result.tiles} tiles); "
+                f"no bundle was written; " + ("convert with --tiling two-pass" if split is None and "two-pass" not in
+                                               result.mode else "check the photo with 'edge-isp verify'"))
+    return results
+
+
 def _tiling_section(mode: str, model: Any, split: Any, stats_support: Any, fmt: str) -> dict[str, Any]:
     """The manifest's ``tiling``: how runners must tile this bundle's artifact."""
     from edge_isp.models.global_context import global_modules
@@ -373,6 +424,7 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     packed_hw = (mosaic_hw[0] // 2, mosaic_hw[1] // 2)
     if opts.calib_samples < 1 or opts.verify_samples < 1:
         raise InputError("--calib-samples and --verify-samples must be at least 1")
+    _check_verify_photos(opts, target)
     if opts.keep_float and not target.quantized:
         raise InputError(f"--keep-float applies to INT8 targets; {target.name} is {target.precision}: drop the flag")
     torch = require("torch", "conversion")
@@ -456,6 +508,13 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
         layout = _layout_hint(exported.path, mosaic_hw, 2 * info.input_multiple) if target.format in ("tflite", "vela") else ""
         require_passed(verification, f"the {target.name} artifact", hint=layout or _advice(ctx, exported.op_types))
 
+        photo_checks = []
+        if opts.verify_photos:
+            done = stage("verify-photo")
+            photo_checks = _verify_photos(opts, target, model, runner, stats_runner if split is not None else None,
+                                          split, mosaic_hw)
+            done()
+
         done = stage("check")
         from edge_isp.converters.check import check_artifact, require_delegation
 
@@ -508,6 +567,7 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
             "verification": {**verification.to_dict(), "inputs": held_out.description,
                              **({"parts": parts_check.to_dict()} if parts_check is not None else {})},
             "tiling": _tiling_section(tiling, model, split, stats_support, target.format),
+            **({"photo_verification": [r.to_dict() for r in photo_checks]} if photo_checks else {}),
             "tools": _bundle.tool_versions(),
         }
         replace = _bundle.is_bundle_dir if opts.overwrite else (lambda path: False)

@@ -325,6 +325,11 @@ class Harness:
         elif bundle.model_file.suffix != ".tflite" and not runtime_name.startswith("python"):
             raise DeviceCommandError(f"{bundle.model_file.name} is not a TFLite model: benchmark_model cannot run "
                                      "it; use --runner python on a board with OpenVINO")
+        tiling = manifest.get("tiling") if isinstance(manifest.get("tiling"), dict) else {}
+        if tiling.get("mode") == "two-pass":
+            warnings.append(f"two-pass bundle: this run measures the tile part ({bundle.model_file.name}); its statistics "
+                            f"part runs {int(tiling.get('passes', 2)) - 1} more time(s) per window (see 'edge-isp process' "
+                            f"for the per-pass seconds on the host)")
         if runtime_name.startswith("python") and target.delegate in ("nnapi", "gpu"):
             warnings.append(f"the Python runner has no {target.delegate} delegate: {bundle.target} ran on the CPU")
         remote_dir = f"{self.workdir}/models/{sha[:12]}"        # content-addressed: pushed once

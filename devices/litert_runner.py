@@ -61,9 +61,9 @@ def _open(graph: str, threads: int | None, xnnpack: bool):
         model = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
                                                   **({"INFERENCE_NUM_THREADS": threads} if threads else {})})
         req = model.create_infer_request()
-        inp = model.inputs[0]
-        x = np.random.default_rng(0).random(tuple(inp.shape), dtype=np.float32)
-        return lambda: req.infer({0: x})
+        rng = np.random.default_rng(0)   # every input (a two-pass part has statistics inputs too)
+        feeds = {i: rng.random(tuple(inp.shape), dtype=np.float32) for i, inp in enumerate(model.inputs)}
+        return lambda: req.infer(feeds)
     try:
         from ai_edge_litert.interpreter import Interpreter
         kw = {}

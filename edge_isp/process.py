@@ -45,6 +45,9 @@ class FileResult:
     mosaic_hw: tuple[int, int] | None = None
     peak_rss_mb: float | None = None
     tiling: str = ""            # "two-pass (exact)" or "blended"
+    # A two-pass bundle's seconds per pass: the statistics pass is the price of exactness.
+    stats_pass_s: float | None = None
+    tile_pass_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -258,6 +261,9 @@ def process_file(runner: Any, source: Path, output: Path, *, bits: int = 8, over
         rgb = process_image(runner, raw, overlap=overlap, out_dtype=np.uint16 if bits == 16 else np.uint8,
                             progress=progress)
         del raw
+        split_run = getattr(runner, "last_split_run", None)
+        if split_run is not None:
+            result.stats_pass_s, result.tile_pass_s = round(split_run.stats_s, 3), round(split_run.tiles_s, 3)
         result.output = write_quantised(Path(output), rgb, quality)
         result.ok = True
     except EdgeIspError as exc:

@@ -54,6 +54,7 @@ class LoadedRunner:
         self.warmed_up = False
         # A two-pass bundle: (statistics-part runner, SplitSpec); None for one artifact.
         self.split: tuple[Any, Any] | None = None
+        self.last_split_run: Any = None
 
     @property
     def runtime(self) -> str:
@@ -110,8 +111,11 @@ class LoadedRunner:
 
         if self.split is None:
             raise InputError(f"{self.name} is not a two-pass bundle; process photos with edge_isp.process")
+        from edge_isp.models.split_parts import SplitRun
+
         stats_runner, spec = self.split
-        return run_split(stats_runner.run_named, self.runner.run_named, spec, packed, **kwargs)
+        self.last_split_run = SplitRun()   # windows and seconds per pass, for reports
+        return run_split(stats_runner.run_named, self.runner.run_named, spec, packed, run=self.last_split_run, **kwargs)
 
     def warmup(self, runs: int = 2) -> float:
         """Run ``runs`` inferences on a random input (first-call allocation, JIT, caches).

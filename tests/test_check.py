@@ -512,7 +512,7 @@ def converted(tmp_path_factory):
             elif name == "int8-fit":
                 kw = {"model": "pynet-v2-mobile-nonorm", "target": "nnapi-int8", "model_options": {"padding": "zero"},
                       "fit": {"pixel_shuffle": "dcr", "drop_noop_pads": True, "split_as_slice": True}}
-            cache[name] = convert(ConvertOptions(**kw, input_size=SIZE, calib_samples=6, verify_samples=2,
+            cache[name] = convert(ConvertOptions(**kw, tiling="blended", input_size=SIZE, calib_samples=6, verify_samples=2,
                                                  output=root / name))
         return cache[name]
 

@@ -76,7 +76,7 @@ def test_errors_are_one_line_with_nonzero_exit(tmp_path, args, code, words):
 @pytest.mark.slow
 def test_convert_json_prints_the_manifest(tmp_path):
     # openvino-int8: NNCF draws progress bars, which must not reach the JSON on stdout.
-    proc = run("convert", "microisp", "--target", "openvino-int8", "--input-size", "192x192",
+    proc = run("convert", "microisp", "--target", "openvino-int8", "--input-size", "192x192", "--tiling", "blended",
                "-o", str(tmp_path / "b"), "--json")
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads(proc.stdout)

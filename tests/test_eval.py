@@ -60,7 +60,7 @@ def test_evaluate_converted_bundle_matches_checkpoint(checkpoint, pairs, tmp_pat
     from edge_isp.converters.pipeline import ConvertOptions, convert
 
     bundle = tmp_path / "bundle"
-    convert(ConvertOptions(model=MODEL, target="onnx-fp32", model_options={"padding": "zero"},
+    convert(ConvertOptions(tiling="blended", model=MODEL, target="onnx-fp32", model_options={"padding": "zero"},
                            weights=checkpoint, input_size=(64, 64), verify_samples=1, calib_samples=1,
                            output=bundle))
     sub = load_subject(str(bundle))

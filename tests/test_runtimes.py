@@ -32,7 +32,7 @@ def converted(target: str, model: str = MODEL, size: tuple[int, int] = MOSAIC, *
             _ROOT.append(Path(tempfile.mkdtemp(prefix="edge-isp-test-bundles-")))
             atexit.register(shutil.rmtree, _ROOT[0], True)
         out = _ROOT[0] / f"{model}_{target}_{size[0]}x{size[1]}_{len(_CACHE)}"
-        convert(ConvertOptions(model=model, target=target, input_size=size, output=out,
+        convert(ConvertOptions(tiling="blended", model=model, target=target, input_size=size, output=out,
                                calib_samples=4, verify_samples=1, **kw))
         _CACHE[key] = out
     return _CACHE[key]

@@ -279,3 +279,32 @@ def test_blended_tiling_keeps_one_artifact_and_says_it_is_not_exact(tmp_path):
     t = result.manifest["tiling"]
     assert t["mode"] == "blended" and t["exact"] is False and "two-pass" in t["note"]
     assert list(result.manifest["artifact"]["files_sha256"]) == ["model.onnx"]
+
+
+CHART_LAYOUT = {"width": 1920, "height": 1080, "cfa": "rggb", "white_level": 1023}
+
+
+@pytest.mark.slow
+def test_convert_verify_photo_accepts_two_pass_and_refuses_blended(tmp_path, shared_raw):
+    from edge_isp.converters.pipeline import ConvertOptions, convert
+    from edge_isp.errors import VerificationError
+
+    chart = shared_raw / "openisp_1920x1080_rggb_u16le.raw"
+    common = dict(target="onnx-fp32", input_size=(432, 432), verify_samples=2, raw_layout=CHART_LAYOUT,
+                  verify_photos=(chart,))
+    result = convert(ConvertOptions(output=tmp_path / "exact", **common))
+    (photo,) = result.manifest["photo_verification"]
+    assert photo["passed"] and photo["psnr_db"] >= 50 and photo["mode"].startswith("two-pass bundle")
+    # One artifact in blended tiles: each tile has its own attention statistics; refused,
+    # and nothing is written.
+    with pytest.raises(VerificationError, match="--verify-photo .*no bundle was written"):
+        convert(ConvertOptions(output=tmp_path / "blended", tiling="blended", **common))
+    assert not (tmp_path / "blended").exists()
+
+
+def test_verify_photo_must_exist_before_any_work(tmp_path):
+    from edge_isp.converters.pipeline import ConvertOptions, convert
+
+    with pytest.raises(InputError, match="--verify-photo .*no such file"):
+        convert(ConvertOptions(target="onnx-fp32", verify_photos=(tmp_path / "nope.dng",), output=tmp_path / "b"))
+    assert not (tmp_path / "b").exists()

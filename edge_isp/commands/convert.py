@@ -37,6 +37,7 @@ def convert(
     seed: int = typer.Option(0, "--seed"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle folder to write (new, empty, or an earlier bundle with --overwrite)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at the output folder (never anything else)."),
+    verify_photo: list[Path] = typer.Option([], "--verify-photo", help="RAW photo to run whole through the new artifact(s) against the untiled PyTorch model (PSNR, worst tile, seam score); below the bars no bundle is written. Repeatable."),
     tiling: str = typer.Option("auto", "--tiling", help="auto | two-pass | blended. two-pass (auto for models that read the whole image, e.g. channel attention or instance norm): a statistics part and a tile part, exact at any photo size."),
     results: Optional[Path] = typer.Option(None, "--results", help="Results store for vendor-compiler estimates (default $EDGE_ISP_RESULTS or ./edge-isp-results.sqlite)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not record vendor-compiler estimates."),
@@ -56,7 +57,7 @@ def convert(
         per_channel=not per_tensor, io_dtype=io_dtype, nncf_preset=nncf_preset, layer_report=layer_report,
         fit=parse_options(fit, "fit option"), require_full_delegation=require_full,
         raw_layout=parse_options(raw_option, "RAW option"), soc=soc, output=output, overwrite=overwrite,
-        tiling=tiling,
+        tiling=tiling, verify_photos=tuple(verify_photo),
     )
     if as_json:
         result = run_convert(opts)
@@ -88,6 +89,10 @@ def convert(
     if kind == "random":
         err.print(f"[yellow]warning:[/] {RANDOM_WEIGHTS_WARNING}", highlight=False, soft_wrap=True)
     out.print(f"support check: {m['support_check']['summary']}")
+    for photo in m.get("photo_verification", []):
+        out.print(f"whole photo {Path(photo['source']).name}: {photo['psnr_db']:.1f} dB, worst tile "
+                  f"{photo['worst_tile_psnr_db']:.1f} dB, seam score {photo['seam_score'] if photo['seam_score'] is not None else '-'} "
+                  f"({photo['mode']}, {photo['tiles']} tiles) vs untiled PyTorch", highlight=False)
     tiling_ = m.get("tiling") or {}
     if tiling_.get("mode") == "two-pass":
         parts = v.get("parts", {})

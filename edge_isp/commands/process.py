@@ -63,8 +63,15 @@ def process(
         err.print(f"[yellow]warning:[/] {model} has random weights (no --weights): the pictures are noise-like; "
                   f"pass --weights PATH, or omit --model for the trained default model", highlight=False, soft_wrap=True)
     if not as_json:
-        err.print(f"{runner.model} on {runner.runtime} ({runner.target}), tiles of "
-                  f"{runner.mosaic_hw[0]}x{runner.mosaic_hw[1]} RAW px, overlap {overlap}")
+        split = getattr(runner, "split", None)
+        if split is not None:
+            d = split[1].to_dict()
+            err.print(f"{runner.model} on {runner.runtime} ({runner.target}), exact two-pass windows of "
+                      f"{runner.mosaic_hw[0]}x{runner.mosaic_hw[1]} RAW px ({d['passes']} passes, owned block "
+                      f"{2 * d['block_packed'][0]}x{2 * d['block_packed'][1]})", highlight=False)
+        else:
+            err.print(f"{runner.model} on {runner.runtime} ({runner.target}), tiles of "
+                      f"{runner.mosaic_hw[0]}x{runner.mosaic_hw[1]} RAW px, overlap {overlap}")
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err, disable=as_json, transient=False)
@@ -96,7 +103,9 @@ def process(
     else:
         done = [r for r in report.results if r.ok]
         for r in done:
-            out.print(f"{r.output}  ({r.mosaic_hw[0]}x{r.mosaic_hw[1]}, {r.tiles} tiles, {r.tiling}, {r.seconds:.1f} s, "
+            out.print(f"{r.output}  ({r.mosaic_hw[0]}x{r.mosaic_hw[1]}, {r.tiles} tiles, {r.tiling}, {r.seconds:.1f} s"
+                      + (f" (statistics pass {r.stats_pass_s:.1f} s, tile pass {r.tile_pass_s:.1f} s)"
+                         if r.stats_pass_s is not None else "") + ", "
                       f"peak RSS {r.peak_rss_mb:.0f} MB)", highlight=False)
         if report.failed:
             err.print(f"[red]{len(report.failed)} of {len(report.results)} file(s) failed[/]")
