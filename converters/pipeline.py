@@ -78,6 +78,9 @@ class ConvertOptions:
     # Whole photos (RAW files) run tiled through the built artifact(s) and compared with the
     # untiled PyTorch model; below the bars the bundle is refused (edge_isp/whole_photo.py).
     verify_photos: tuple[Path, ...] = ()
+    # Working-memory budget of one window (MiB): the largest window that fits is chosen
+    # (two-pass models; measured, edge_isp/tile_planner.py). Excludes --input-size.
+    max_memory_mb: float | None = None
 
 
 @dataclass
@@ -425,6 +428,10 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     if opts.calib_samples < 1 or opts.verify_samples < 1:
         raise InputError("--calib-samples and --verify-samples must be at least 1")
     _check_verify_photos(opts, target)
+    if opts.max_memory_mb is not None and opts.input_size is not None:
+        from edge_isp.errors import UsageError
+
+        raise UsageError("give --input-size or --max-memory, not both: the budget chooses the window size")
     if opts.keep_float and not target.quantized:
         raise InputError(f"--keep-float applies to INT8 targets; {target.name} is {target.precision}: drop the flag")
     torch = require("torch", "conversion")
@@ -445,10 +452,13 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     if opts.weights:
         load_weights(model, opts.weights)
     tiling = two_pass.choose_tiling(opts.tiling, model, target)
+    if opts.max_memory_mb is not None and tiling != "two-pass":
+        raise InputError("--max-memory plans the window of two-pass bundles; this conversion makes one artifact "
+                         "(blended): choose its size with --input-size")
     split = None
     if tiling == "two-pass":
         # The parts take a fixed window aligned to the global ops' strides (see two_pass.setup).
-        split = two_pass.setup(model, info.input_multiple, opts.input_size, mosaic_hw)
+        split = two_pass.setup(model, info.input_multiple, opts.input_size, mosaic_hw, opts.max_memory_mb)
         packed_hw = split.spec.window
         mosaic_hw = (2 * packed_hw[0], 2 * packed_hw[1])
     done()

@@ -57,8 +57,9 @@ class TwoPassSetup:
 
 
 def setup(model: Any, input_multiple: int, input_size: tuple[int, int] | None,
-          default_mosaic: tuple[int, int]) -> TwoPassSetup:
-    """The plan and fixed window: the asked mosaic size rounded up to a valid window, or by
+          default_mosaic: tuple[int, int], max_memory_mb: float | None = None) -> TwoPassSetup:
+    """The plan and fixed window: the asked mosaic size rounded up to a valid window, the
+    largest window within ``max_memory_mb`` (measured, see edge_isp.tile_planner), or by
     default a window whose owned block is ``DEFAULT_BLOCK`` px."""
     from edge_isp.models.global_context import plan_for
     from edge_isp.models.split_parts import split_spec
@@ -70,7 +71,12 @@ def setup(model: Any, input_multiple: int, input_size: tuple[int, int] | None,
     def up(v: int) -> int:
         return max(least, -(-v // plan.align) * plan.align)
 
-    if input_size is None:
+    if max_memory_mb is not None:
+        from edge_isp.tile_planner import choose_window, measure_memory
+
+        choice = choose_window(max_memory_mb, measure_memory(model), align=plan.align, least=least)
+        window, note = choice.window, f"two-pass window: {choice.reason}"
+    elif input_size is None:
         side = up(DEFAULT_BLOCK + 2 * reach)
         window = (side, side)
         note = (f"default two-pass window {2 * side}x{2 * side} (owned block {side - 2 * reach} px + reach "

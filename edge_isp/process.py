@@ -247,7 +247,7 @@ def process_image(runner: Any, raw: Any, *, overlap: int = DEFAULT_OVERLAP, out_
 
 def process_file(runner: Any, source: Path, output: Path, *, bits: int = 8, overlap: int = DEFAULT_OVERLAP,
                  quality: int = 95, raw_layout: dict[str, Any] | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> FileResult:
+                 progress: Callable[[int, int], None] | None = None, block: int = TWO_PASS_BLOCK) -> FileResult:
     """Read, process and write one file; errors are returned in the result, not raised."""
     from edge_isp.raw import read_raw
 
@@ -257,9 +257,9 @@ def process_file(runner: Any, source: Path, output: Path, *, bits: int = 8, over
     try:
         raw = read_raw(source, **(raw_layout or {}))
         result.mosaic_hw = raw.shape
-        result.tiles, result.tiling = tiling_of(runner, raw.shape, overlap)
+        result.tiles, result.tiling = tiling_of(runner, raw.shape, overlap, block)
         rgb = process_image(runner, raw, overlap=overlap, out_dtype=np.uint16 if bits == 16 else np.uint8,
-                            progress=progress)
+                            progress=progress, block=block)
         del raw
         split_run = getattr(runner, "last_split_run", None)
         if split_run is not None:
@@ -275,7 +275,25 @@ def process_file(runner: Any, source: Path, output: Path, *, bits: int = 8, over
     return result
 
 
-def tiling_of(runner: Any, mosaic_hw: tuple[int, int], overlap: int = DEFAULT_OVERLAP) -> tuple[int, str]:
+def plan_block(runner: Any, max_memory_mb: float | None) -> tuple[int, str]:
+    """The two-pass block for ``runner`` under a memory budget, and why (default: the fixed block)."""
+    if max_memory_mb is None:
+        return TWO_PASS_BLOCK, ""
+    if getattr(runner, "split", None) is not None:
+        raise UsageError("a two-pass bundle's window is fixed at conversion: convert it with --max-memory "
+                         "instead of passing it to process")
+    net = global_net(runner)
+    if net is None:
+        raise UsageError("--max-memory plans exact two-pass tiles of PyTorch models that read the whole image; "
+                         f"{getattr(runner, 'name', 'this runner')} runs fixed tiles")
+    from edge_isp.models import model_info
+    from edge_isp.tile_planner import two_pass_block
+
+    return two_pass_block(net, model_info(runner.model).input_multiple, max_memory_mb)
+
+
+def tiling_of(runner: Any, mosaic_hw: tuple[int, int], overlap: int = DEFAULT_OVERLAP,
+              block: int = TWO_PASS_BLOCK) -> tuple[int, str]:
     """How ``process_image`` tiles a photo of ``mosaic_hw``: (windows or tiles, mode)."""
     from edge_isp.runtimes.tiling import tiles_for
 
@@ -294,7 +312,7 @@ def tiling_of(runner: Any, mosaic_hw: tuple[int, int], overlap: int = DEFAULT_OV
 
         plan = plan_for(net, model_info(runner.model).input_multiple)
         h, w = pad_to_multiple(np.zeros((1, *packed_hw), np.float32), plan.align).shape[1:]
-        return len(plan_blocks((h, w), TWO_PASS_BLOCK, 0, plan.align)), f"two-pass (exact, {len(plan.order) + 1} passes)"
+        return len(plan_blocks((h, w), block, 0, plan.align)), f"two-pass (exact, {len(plan.order) + 1} passes)"
     tile = _tile_for(runner, mosaic_hw)
     if tile is None:
         return tiles_for(runner, mosaic_hw, min(overlap, min(runner.packed_hw) // 2)).count, "blended"
@@ -309,7 +327,8 @@ def process_files(sources: Iterable[Path | str], output_dir: Path | str = DEFAUL
                   raw_layout: dict[str, Any] | None = None, overwrite: bool = False,
                   on_start: Callable[[Path, int], None] | None = None,
                   on_tile: Callable[[int, int], None] | None = None,
-                  on_done: Callable[[FileResult], None] | None = None) -> ProcessReport:
+                  on_done: Callable[[FileResult], None] | None = None,
+                  max_memory_mb: float | None = None) -> ProcessReport:
     """Process a batch of RAW files into ``output_dir``; one failed file never stops the batch.
 
     ``on_start(path, index)``, ``on_tile(done, total)`` and ``on_done(result)`` drive a
@@ -320,12 +339,15 @@ def process_files(sources: Iterable[Path | str], output_dir: Path | str = DEFAUL
     if runner is None:
         runner = load_runner(bundle=bundle, model=model, threads=threads)
     info = runner.describe() if hasattr(runner, "describe") else {"runtime": getattr(runner, "runtime", "?")}
+    block, plan_note = plan_block(runner, max_memory_mb)
+    if plan_note:
+        info["tile_plan"] = plan_note
     report = ProcessReport(runner=info)
     for index, (source, output) in enumerate(pairs):
         if on_start is not None:
             on_start(source, index)
         result = process_file(runner, source, output, bits=bits,
-                              overlap=overlap, quality=quality, raw_layout=raw_layout, progress=on_tile)
+                              overlap=overlap, quality=quality, raw_layout=raw_layout, progress=on_tile, block=block)
         report.results.append(result)
         if on_done is not None:
             on_done(result)

@@ -38,6 +38,7 @@ def convert(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle folder to write (new, empty, or an earlier bundle with --overwrite)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at the output folder (never anything else)."),
     verify_photo: list[Path] = typer.Option([], "--verify-photo", help="RAW photo to run whole through the new artifact(s) against the untiled PyTorch model (PSNR, worst tile, seam score); below the bars no bundle is written. Repeatable."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Working-memory budget of one window, e.g. 512MB: the largest two-pass window that fits is chosen (measured on the model; instead of --input-size)."),
     tiling: str = typer.Option("auto", "--tiling", help="auto | two-pass | blended. two-pass (auto for models that read the whole image, e.g. channel attention or instance norm): a statistics part and a tile part, exact at any photo size."),
     results: Optional[Path] = typer.Option(None, "--results", help="Results store for vendor-compiler estimates (default $EDGE_ISP_RESULTS or ./edge-isp-results.sqlite)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not record vendor-compiler estimates."),
@@ -47,6 +48,7 @@ def convert(
     from edge_isp.converters.estimates import record_estimates
     from edge_isp.converters.pipeline import RANDOM_WEIGHTS_WARNING, ConvertOptions
     from edge_isp.converters.pipeline import convert as run_convert
+    from edge_isp.tile_planner import parse_memory
 
     if io_dtype not in (None, "int8", "uint8"):
         raise InputError(f"--io-dtype {io_dtype!r} is not int8 or uint8")
@@ -58,6 +60,7 @@ def convert(
         fit=parse_options(fit, "fit option"), require_full_delegation=require_full,
         raw_layout=parse_options(raw_option, "RAW option"), soc=soc, output=output, overwrite=overwrite,
         tiling=tiling, verify_photos=tuple(verify_photo),
+        max_memory_mb=parse_memory(max_memory) if max_memory is not None else None,
     )
     if as_json:
         result = run_convert(opts)

@@ -29,6 +29,7 @@ def process(
     quality: int = typer.Option(95, "--quality", help="JPEG quality."),
     overlap: int = typer.Option(32, "--overlap", help="Tile overlap in packed pixels (2x in RAW pixels)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the runtime."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Working-memory budget of one tile, e.g. 512MB: PyTorch models that read the whole image get the largest exact two-pass block that fits (measured)."),
     width: Optional[int] = typer.Option(None, "--width"), height: Optional[int] = typer.Option(None, "--height"),
     dtype: Optional[str] = typer.Option(None, "--dtype"), byte_order: Optional[str] = typer.Option(None, "--byte-order"),
     cfa: Optional[str] = _CFA, force_cfa: bool = _FORCE_CFA, crop_even: bool = _CROP_EVEN,
@@ -46,6 +47,11 @@ def process(
         "black_level": black, "white_level": white, "preset": preset, "header_bytes": header_bytes,
         "force_cfa": force_cfa or None, "crop_even": crop_even or None}.items() if v is not None}
     ext = check_output_format(fmt, bits)
+    budget = None
+    if max_memory is not None:
+        from edge_isp.tile_planner import parse_memory
+
+        budget = parse_memory(max_memory)
     used_sample = not photos
     if not photos:
         from edge_isp.raw.samples import SAMPLE_LAYOUT, sample_path
@@ -94,13 +100,16 @@ def process(
     with progress, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RawInputWarning)
         report = process_files(photos, output_dir, runner=runner, ext=ext, bits=bits, overlap=overlap,
-                               quality=quality, raw_layout=layout, overwrite=overwrite, on_start=on_start, on_tile=on_tile, on_done=on_done)
+                               quality=quality, raw_layout=layout, overwrite=overwrite, on_start=on_start, on_tile=on_tile, on_done=on_done,
+                               max_memory_mb=budget)
     for warning in caught:
         if issubclass(warning.category, RawInputWarning):
             err.print(f"[yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
     if as_json:
         print_json(report.to_dict())
     else:
+        if report.runner.get("tile_plan"):
+            err.print(f"tile plan: {report.runner['tile_plan']}", highlight=False, soft_wrap=True)
         done = [r for r in report.results if r.ok]
         for r in done:
             out.print(f"{r.output}  ({r.mosaic_hw[0]}x{r.mosaic_hw[1]}, {r.tiles} tiles, {r.tiling}, {r.seconds:.1f} s"
