@@ -389,10 +389,12 @@ def _tiling_section(mode: str, model: Any, split: Any, stats_support: Any, fmt: 
     from edge_isp.models.global_context import global_modules
 
     if split is None:
-        exact = not global_modules(model)
-        return {"mode": "blended", "exact": exact,
-                **({} if exact else {"note": "the model reads the whole image; blended tiles differ from the "
-                                             "untiled model (convert with --tiling two-pass where supported)"})}
+        n = len(global_modules(model))
+        why = (f"; with {n} global ops a two-pass bundle runs its statistics part {n} times per window, so it is "
+               f"not the default" if n > two_pass.MAX_AUTO_GLOBAL_OPS else "")
+        return {"mode": "blended", "exact": not n,
+                **({} if not n else {"note": f"the model reads the whole image; blended tiles differ from the untiled "
+                                             f"model (convert with --tiling two-pass where supported){why}"})}
     return {"mode": "two-pass", "exact": True, **split.spec.to_dict(), "window_note": split.note,
             "stats_artifact": {"files": list(two_pass.stats_files(fmt)), "source_onnx": "source_stats.onnx",
                                **({"support_check": stats_support.to_dict(include_ops=False)} if stats_support else {})}}

@@ -26,6 +26,10 @@ TWO_PASS_FORMATS = ("onnx", "tflite", "openvino")
 # (models.global_context.DEFAULT_BLOCK): halos are a fixed cost per window.
 DEFAULT_BLOCK = 288
 
+# auto picks two-pass up to this many global ops: the statistics part runs once per global
+# op per window (PyNET-V2 Mobile: 2 or 12; MicroISP 12; PyNET 124 would be 125 passes).
+MAX_AUTO_GLOBAL_OPS = 16
+
 STATS_NAMES = {"onnx": ("stats.onnx",), "tflite": ("stats.tflite",), "openvino": ("stats.xml", "stats.bin")}
 
 
@@ -46,7 +50,8 @@ def choose_tiling(requested: str, model: Any, target: Any) -> str:
             raise InputError(f"--tiling two-pass: {target.name} ({target.format}) artifacts take one input; two-pass "
                              f"bundles are built for {', '.join(TWO_PASS_FORMATS)} formats; use --tiling blended")
         return "two-pass"
-    return "two-pass" if has_global and target.format in TWO_PASS_FORMATS else "blended"
+    many = len(global_modules(model)) > MAX_AUTO_GLOBAL_OPS
+    return "two-pass" if has_global and not many and target.format in TWO_PASS_FORMATS else "blended"
 
 
 @dataclass

@@ -136,6 +136,10 @@ class LoadedRunner:
             "input": self.input_spec.to_dict(), "output": self.output_spec.to_dict(),
             "bundle": str(self.bundle.path) if self.bundle is not None else None,
             "bundle_sha256": self.bundle_sha256, "load_time_s": round(self.load_time_s, 4),
+            **({"tiling": {"mode": "two-pass", "passes": self.split[1].to_dict()["passes"],
+                           "window_packed": list(self.split[1].window), "block_packed": list(self.split[1].block),
+                           "note": "one run = the statistics part once per global op, then the tile part"}}
+               if self.split is not None else {}),
         }
 
     def __repr__(self) -> str:

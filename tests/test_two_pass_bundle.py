@@ -160,6 +160,9 @@ def test_tiling_choice_follows_model_and_format():
     with pytest.raises(InputError, match="choose one of"):
         choose_tiling("exact", attention, get_target("cpu-fp32"))
     assert choose_tiling("auto", plain, get_target("cpu-fp32")) == "blended"
+    many = create("pynet", seed=0)                     # 124 instance norms: 125 passes per window
+    assert choose_tiling("auto", many, get_target("cpu-fp32")) == "blended"
+    assert choose_tiling("two-pass", many, get_target("cpu-fp32")) == "two-pass"
     with pytest.raises(InputError, match="no global ops"):
         choose_tiling("two-pass", plain, get_target("cpu-fp32"))
 
