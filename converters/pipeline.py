@@ -184,8 +184,16 @@ def _build_tflite(ctx: _Context) -> _Built:
     nodes = tuple(tflite.norm_island_nodes(f32)) if "norm" in ctx.opts.keep_float else ()
     built = tflite.quantize_int8(calibrated, ctx.work / "model_int8.tflite", ctx.calib.data, io_dtype=io_dtype,
                                  per_channel=ctx.opts.per_channel, keep_float_ops=keep, keep_float_nodes=nodes,
-                                 layer_report=ctx.opts.layer_report, extra=ctx.calib.extra, names_from=f32)
+                                 layer_report=ctx.opts.layer_report, extra=ctx.calib.extra, names_from=f32,
+                                 output_order=_onnx_output_names(ctx.onnx_path))
     return _Built(built.path, quantization=built.quantization, layer_errors=built.layer_errors)
+
+
+def _onnx_output_names(onnx_path: Path) -> list[str]:
+    from edge_isp._deps import require
+
+    onnx = require("onnx", "reading ONNX outputs")
+    return [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
 
 
 def _build_openvino(ctx: _Context) -> _Built:

@@ -16,7 +16,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,7 +167,8 @@ def _calibrate(saved_model: Path, representative: Callable[[], Iterator[Any]]) -
 def quantize_int8(calibrated: bytes, out_path: Path, calib_nchw: np.ndarray, io_dtype: str = "int8",
                   per_channel: bool = True, keep_float_ops: tuple[str, ...] = (),
                   keep_float_nodes: tuple[str, ...] = (), layer_report: bool = False,
-                  extra: dict[str, np.ndarray] | None = None, names_from: Path | None = None) -> TfliteBuild:
+                  extra: dict[str, np.ndarray] | None = None, names_from: Path | None = None,
+                  output_order: Sequence[str] | None = None) -> TfliteBuild:
     """Full-integer INT8 TFLite from a calibrated model (see ``calibrate``); ``names_from``
     (the float model onnx2tf wrote) gives the outputs their names back.
 
@@ -192,7 +193,7 @@ def quantize_int8(calibrated: bytes, out_path: Path, calib_nchw: np.ndarray, io_
     except Exception as exc:
         raise ConversionError(f"TFLite INT8 quantisation failed: {str(exc).splitlines()[0][:300]}") from exc
     if names_from is not None:
-        flat = keep_output_names(Path(names_from).read_bytes(), flat)
+        flat = keep_output_names(Path(names_from).read_bytes(), flat, output_order)
     layer_errors = _layer_errors(calibrated, calib_nchw, per_channel, extra) if layer_report else []
     out_path.write_bytes(flat)
     return TfliteBuild(out_path, "int8", io_dtype, quantization={
@@ -203,12 +204,13 @@ def quantize_int8(calibrated: bytes, out_path: Path, calib_nchw: np.ndarray, io_
     }, layer_errors=layer_errors)
 
 
-def keep_output_names(reference: bytes, quantized: bytes) -> bytes:
+def keep_output_names(reference: bytes, quantized: bytes, order: Sequence[str] | None = None) -> bytes:
     """Give the quantised model's signature outputs their names back.
 
-    TF's quantiser renames signature outputs to output_0, output_1, ... in the order of the
-    float signature; runners of a model with several outputs (a two-pass statistics part)
-    find them by name. The k-th output takes the k-th float name; shapes must agree.
+    TF's quantiser renames signature outputs to output_0, output_1, ... numbered in the
+    graph's output order (``order``: the ONNX output names), while the float signature lists
+    its names alphabetically; runners of a model with several outputs (a two-pass
+    statistics part) find them by name. Shapes are checked against the float model's.
     """
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
@@ -218,14 +220,22 @@ def keep_output_names(reference: bytes, quantized: bytes) -> bytes:
     ref_outs, q_outs = ref.signatureDefs[0].outputs, q.signatureDefs[0].outputs
     if len(ref_outs) != len(q_outs):
         raise ConversionError("the INT8 model lost or gained outputs in quantisation; cannot name them")
-    if [o.name for o in ref_outs] == [o.name for o in q_outs]:
+    if sorted(o.name for o in ref_outs) == sorted(o.name for o in q_outs):
         return quantized
-    ref_t, q_t = ref.subgraphs[0].tensors, q.subgraphs[0].tensors
-    for r, o in zip(ref_outs, q_outs):
-        if list(ref_t[r.tensorIndex].shape) != list(q_t[o.tensorIndex].shape):
-            raise ConversionError(f"the INT8 model's output {o.name!r} does not match the float output "
-                                  f"{r.name!r} (shapes differ); cannot name its outputs")
-        o.name = r.name
+    ref_shapes = {o.name.decode() if isinstance(o.name, bytes) else o.name: list(ref.subgraphs[0].tensors[o.tensorIndex].shape)
+                  for o in ref_outs}
+    names = list(order) if order is not None else sorted(ref_shapes)
+    q_t = q.subgraphs[0].tensors
+    for o in q_outs:
+        label = o.name.decode() if isinstance(o.name, bytes) else o.name
+        k = label.rpartition("_")[2]
+        if not label.startswith("output_") or not k.isdigit() or int(k) >= len(names) or names[int(k)] not in ref_shapes:
+            raise ConversionError(f"the INT8 model has an output {label!r} edge-isp cannot map to the float outputs")
+        name = names[int(k)]
+        if ref_shapes[name] != list(q_t[o.tensorIndex].shape):
+            raise ConversionError(f"the INT8 model's output {label!r} does not match the float output {name!r} "
+                                  f"(shapes differ); cannot name its outputs")
+        o.name = name
     return bytes(fu.convert_object_to_bytearray(q))
 
 
