@@ -311,3 +311,38 @@ def test_verify_photo_must_exist_before_any_work(tmp_path):
     with pytest.raises(InputError, match="--verify-photo .*no such file"):
         convert(ConvertOptions(target="onnx-fp32", verify_photos=(tmp_path / "nope.dng",), output=tmp_path / "b"))
     assert not (tmp_path / "b").exists()
+
+
+class _ManyOutputs(torch.nn.Module):
+    """Twelve outputs of different shapes: more than ten, where names and numbers sort apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = torch.nn.ModuleList(torch.nn.Conv2d(4, 2 + k, 3, padding=1) for k in range(12))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(conv(x) for conv in self.convs)
+
+
+@pytest.mark.slow
+def test_int8_tflite_keeps_the_names_of_many_outputs(tmp_path):
+    from edge_isp.converters import tflite
+    from edge_isp.converters.onnx_export import export_onnx
+    from edge_isp.runtimes import open_runner
+
+    net = _ManyOutputs().eval()
+    names = [f"g{k}_map" for k in range(12)]
+    onnx_path = tmp_path / "many.onnx"
+    export_onnx(net, {BAYER: (1, 4, 24, 40)}, onnx_path, output_names=names)
+    x = np.random.default_rng(0).random((4, 4, 24, 40), np.float32)
+    saved, f32, _ = tflite.onnx_to_saved_model(onnx_path, tmp_path, BAYER, x)
+    built = tflite.quantize_int8(tflite.calibrate(saved, x), tmp_path / "many_int8.tflite", x, names_from=f32,
+                                 output_order=names)
+    out = open_runner("litert", built.path).run_named({BAYER: x[:1]})
+    assert set(out) == set(names)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x[:1]))
+    for name, want in zip(names, ref):
+        got = out[name]
+        assert got.shape == tuple(want.shape)
+        assert np.abs(got - want.numpy()).mean() < 0.05 * np.abs(want.numpy()).mean() + 1e-3
