@@ -102,7 +102,7 @@ def convert(
         out.print(f"tiling: two-pass, exact ({tiling_['passes']} passes; {tiling_['window_note']}); statistics part "
                   f"{', '.join(tiling_['stats_artifact']['files'])}: {tiling_['stats_artifact']['support_check']['summary']}; "
                   f"tile part alone {parts.get('tile_part_worst_psnr_db', float('nan')):.1f} dB, statistics within "
-                  f"{parts.get('stats_part_max_rel_err', float('nan')):.2g} (relative)", highlight=False)
+                  f"{100 * parts.get('stats_part_max_rel_err', float('nan')):.2g} % of their range", highlight=False)
     elif tiling_.get("note"):
         err.print(f"[yellow]note:[/] {tiling_['note']}", highlight=False, soft_wrap=True)
     if m.get("layer_errors"):
