@@ -303,8 +303,8 @@ def tiling_of(runner: Any, mosaic_hw: tuple[int, int], overlap: int = DEFAULT_OV
         from edge_isp.models.split_parts import pad_frame, plan_windows
 
         spec = split[1]
-        frame = pad_frame(np.zeros((1, *packed_hw), np.float32), spec)
-        return len(plan_windows(frame.shape[1:], spec)), f"two-pass (exact, {spec.to_dict()['passes']} passes)"
+        frame = pad_frame(np.zeros((1, *packed_hw), np.float32), spec, spec.tile_alignment)
+        return len(plan_windows(frame.shape[1:], spec, spec.tile_alignment)), f"two-pass (exact, {spec.to_dict()['passes']} passes)"
     net = global_net(runner)
     if net is not None:
         from edge_isp.models import model_info

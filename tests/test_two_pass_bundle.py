@@ -101,6 +101,26 @@ def test_windows_partition_the_frame_and_keep_their_reach(default_net):
     assert (cover == 1).all()
 
 
+def test_measured_extents_and_tile_alignment_bring_unaligned_photos_closer(default_net):
+    net, plan, _ = default_net
+    spec = split_spec(net, plan, (216, 216), multiple=4)
+    # Measured: tile windows may sit on the model's own 4 px grid, and every global op's map
+    # length is known for any frame size, so padding adds no map positions to the sums.
+    assert spec.tile_alignment == 4 and all(op.extent_lens for op in spec.ops)
+    assert [op.map_length(252, spec.align) for op in spec.ops] == [7, 14]
+    from edge_isp.models.global_context import _probe_shapes, global_modules
+
+    real = dict(_probe_shapes(net, global_modules(net), (252, 304)))
+    assert [(op.map_length(252, spec.align), op.map_length(304, spec.align)) for op in spec.ops] == \
+        [real[i] for i in plan.order]
+    # The map positions at an unaligned photo's edge still see the mirrored margin (their
+    # receptive field crosses it): close, not exact (see the README). Aligned photos are exact.
+    aligned = _sky(252, 288)
+    stats_part, tile_part = make_parts(net, plan, spec)
+    assert _psnr(run_split(torch_part_fn(stats_part), torch_part_fn(tile_part), spec, aligned),
+                 _untiled(net, aligned)) > 100
+
+
 def test_unaligned_photo_is_padded_and_cropped_back(default_net):
     net, plan, spec = default_net
     stats_part, tile_part = make_parts(net, plan, spec)
