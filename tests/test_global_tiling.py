@@ -24,38 +24,20 @@ from edge_isp.models.global_context import (  # noqa: E402
     plan_blocks,
     run_photo,
 )
+from _photos import psnr, sky, untiled  # noqa: E402
 
 
-def _sky(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """Packed (4, h, w) Bayer planes of a bright gradient sky over darker textured ground."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    sky = 0.2 + 0.6 * (1 - yy / h)
-    ground = yy > 0.65 * h
-    tex = 0.08 * np.sin(xx / 5.0) * np.cos(yy / 3.0)
-    planes = [np.where(ground, 0.2 + tex, sky * f) for f in (1.0, 0.8, 0.55, 0.8)]
-    noise = np.random.default_rng(seed).normal(0, 0.01, (4, h, w))
-    return np.clip(np.stack(planes) + noise, 0, 1).astype(np.float32)
-
-
-def _untiled(net, packed: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return net(torch.from_numpy(packed)[None])[0].clamp(0, 1).permute(1, 2, 0).numpy()
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return 300.0 if mse == 0 else 10 * np.log10(1 / mse)
 
 
 @pytest.mark.parametrize("name", ["pynet-v2-mobile-nonorm", "pynet-v2-mobile", "microisp", "lw-isp"])
 def test_two_pass_tiles_equal_the_untiled_model(name):
     net = create(name, seed=0)
     info = model_info(name)
-    packed = _sky(216, 288)
+    packed = sky(216, 288)
     out, plan = run_photo(net, packed, multiple=info.input_multiple, block=144)
     assert len(plan_blocks(packed.shape[1:], 144, 0, plan.align)) >= 4   # really tiled
     assert plan.to_dict()["passes"] == len(global_modules(net)) + 1
-    assert _psnr(out, _untiled(net, packed)) > 100                      # float rounding only
+    assert psnr(out, untiled(net, packed)) > 100                      # float rounding only
 
 
 def test_plain_tiles_of_a_global_model_are_not_the_model():
@@ -64,10 +46,10 @@ def test_plain_tiles_of_a_global_model_are_not_the_model():
     from edge_isp.runtimes.tiling import run_tiled
 
     net = create("pynet-v2-mobile", seed=0)
-    packed = _sky(360, 504)
+    packed = sky(360, 504)
     runner = open_model("pynet-v2-mobile", (288, 288), net=net)
     tiled = run_tiled(runner, packed, overlap=16)
-    assert _psnr(tiled, _untiled(net, packed)) < 45
+    assert psnr(tiled, untiled(net, packed)) < 45
 
 
 def test_analysis_finds_the_strides_and_order_of_the_default_model():
@@ -80,7 +62,7 @@ def test_analysis_finds_the_strides_and_order_of_the_default_model():
 
 def test_marked_modules_compute_as_plain_pytorch_outside_a_context():
     net = create("pynet-v2-mobile", seed=3)
-    x = torch.from_numpy(_sky(64, 96))[None]
+    x = torch.from_numpy(sky(64, 96))[None]
     norm = next(m for m in net.modules() if isinstance(m, torch.nn.InstanceNorm2d))
     ref = torch.nn.functional.instance_norm(x[:, :1].repeat(1, norm.num_features, 1, 1), weight=norm.weight,
                                             bias=norm.bias, eps=norm.eps)
@@ -94,7 +76,7 @@ def _photo(path: Path, h: int = 720, w: int = 1008) -> Path:
     """The sky as a 16-bit RGGB Bayer PNG (mosaic 2h x 2w)."""
     from PIL import Image
 
-    b, gr, r, gb = _sky(h // 2, w // 2)
+    b, gr, r, gb = sky(h // 2, w // 2)
     mosaic = np.zeros((h, w), np.float32)
     mosaic[0::2, 0::2], mosaic[0::2, 1::2], mosaic[1::2, 0::2], mosaic[1::2, 1::2] = r, gr, gb, b
     Image.fromarray((mosaic * 65535).astype(np.uint16)).save(path)

@@ -34,27 +34,9 @@ from edge_isp.models.split_parts import (  # noqa: E402
     split_spec,
     torch_part_fn,
 )
+from _photos import psnr, sky, untiled  # noqa: E402
 
 
-def _sky(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """Packed (4, h, w) Bayer planes of a bright gradient sky over darker textured ground."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    sky = 0.2 + 0.6 * (1 - yy / h)
-    ground = yy > 0.65 * h
-    tex = 0.08 * np.sin(xx / 5.0) * np.cos(yy / 3.0)
-    planes = [np.where(ground, 0.2 + tex, sky * f) for f in (1.0, 0.8, 0.55, 0.8)]
-    noise = np.random.default_rng(seed).normal(0, 0.01, (4, h, w))
-    return np.clip(np.stack(planes) + noise, 0, 1).astype(np.float32)
-
-
-def _untiled(net, packed: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return net(torch.from_numpy(packed)[None])[0].clamp(0, 1).permute(1, 2, 0).numpy()
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return 300.0 if mse == 0 else 10 * np.log10(1 / mse)
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +56,12 @@ def test_parts_in_fixed_windows_equal_the_untiled_model(name, window):
     plan = plan_for(net, 4)
     spec = split_spec(net, plan, window)
     stats_part, tile_part = make_parts(net, plan, spec)
-    packed = _sky(360, 432)                       # aligned to 36: no padding, every pixel exact
+    packed = sky(360, 432)                       # aligned to 36: no padding, every pixel exact
     run = SplitRun()
     out = run_split(torch_part_fn(stats_part), torch_part_fn(tile_part), spec, packed, run=run)
     assert run.windows >= 4                       # really tiled
     assert run.stats_runs == run.windows * len(spec.ops) and run.tile_runs == run.windows
-    assert _psnr(out, _untiled(net, packed)) > 100   # float rounding only
+    assert psnr(out, untiled(net, packed)) > 100   # float rounding only
 
 
 def test_windows_partition_the_frame_and_keep_their_reach(default_net):
@@ -115,39 +97,39 @@ def test_measured_extents_and_tile_alignment_bring_unaligned_photos_closer(defau
         [real[i] for i in plan.order]
     # The map positions at an unaligned photo's edge still see the mirrored margin (their
     # receptive field crosses it): close, not exact (see the README). Aligned photos are exact.
-    aligned = _sky(252, 288)
+    aligned = sky(252, 288)
     stats_part, tile_part = make_parts(net, plan, spec)
-    assert _psnr(run_split(torch_part_fn(stats_part), torch_part_fn(tile_part), spec, aligned),
-                 _untiled(net, aligned)) > 100
+    assert psnr(run_split(torch_part_fn(stats_part), torch_part_fn(tile_part), spec, aligned),
+                 untiled(net, aligned)) > 100
 
 
 def test_unaligned_photo_is_padded_and_cropped_back(default_net):
     net, plan, spec = default_net
     stats_part, tile_part = make_parts(net, plan, spec)
-    packed = _sky(252, 304)               # a multiple of the model's 4, not of the 36 px alignment
+    packed = sky(252, 304)               # a multiple of the model's 4, not of the 36 px alignment
     out = run_split(torch_part_fn(stats_part), torch_part_fn(tile_part), spec, packed)
     assert out.shape == (504, 608, 3)
     # Exact against the untiled model on the frame the bundle sees (aligned by mirroring).
     frame = pad_frame(packed, spec)
     assert frame.shape[1] % spec.align == 0 and frame.shape[2] % spec.align == 0
-    assert _psnr(out, _untiled(net, frame)[:504, :608]) > 100
+    assert psnr(out, untiled(net, frame)[:504, :608]) > 100
     # And close to the model on the photo itself: the padding only nudges the statistics.
-    assert _psnr(out, _untiled(net, packed)) > 40
+    assert psnr(out, untiled(net, packed)) > 40
 
 
 def test_statistics_inputs_are_what_the_crop_sees(default_net):
     net, plan, spec = default_net
-    x = _sky(216, 216)[None]
+    x = sky(216, 216)[None]
     stats = example_statistics(net, plan, spec, x)
     assert set(stats) == set(spec.input_names) - {BAYER}
     _, tile_part = make_parts(net, plan, spec)
     feeds = {BAYER: x, **stats}
     got = torch_part_fn(tile_part)(feeds)["rgb"][0].clip(0, 1).transpose(1, 2, 0)
-    assert _psnr(got, _untiled(net, x[0])) > 100
+    assert psnr(got, untiled(net, x[0])) > 100
     # Wrong statistics change the picture: the inputs are really read.
     feeds[spec.ops[0].inputs[0]] = feeds[spec.ops[0].inputs[0]] + 0.5
     bad = torch_part_fn(tile_part)(feeds)["rgb"][0].clip(0, 1).transpose(1, 2, 0)
-    assert _psnr(bad, _untiled(net, x[0])) < 60
+    assert psnr(bad, untiled(net, x[0])) < 60
 
 
 def test_spec_round_trips_and_refuses_damaged_sections(default_net):
@@ -218,17 +200,17 @@ def test_converted_parts_run_whole_photos_exactly(fp32_bundle):
     runner = open_bundle(fp32_bundle.bundle.path)
     assert runner.split is not None
     net = load_default()
-    raw = _raw(_sky(360, 468))                                # aligned: exact
+    raw = _raw(sky(360, 468))                                # aligned: exact
     packed = raw.packed()
     out = runner.run_photo(packed)
-    assert _psnr(out, _untiled(net, packed)) > 90
+    assert psnr(out, untiled(net, packed)) > 90
     # process_image takes the same path; blended windows with their own statistics (what
     # one artifact gives) are far worse.
     from edge_isp.process import process_image
 
-    assert _psnr(process_image(runner, raw), out) > 120
+    assert psnr(process_image(runner, raw), out) > 120
     blended = process_image(runner, raw, two_pass=False)
-    assert _psnr(blended, _untiled(net, packed)) < _psnr(out, _untiled(net, packed)) - 20
+    assert psnr(blended, untiled(net, packed)) < psnr(out, untiled(net, packed)) - 20
 
 
 def _raw(packed: np.ndarray):
@@ -290,8 +272,8 @@ def test_two_pass_on_other_host_formats(target, tmp_path):
     runner = open_bundle(result.bundle.path)
     from edge_isp.models.pretrained import load_default
 
-    packed = _sky(216, 432)
-    assert _psnr(runner.run_photo(packed), _untiled(load_default(), packed)) > 60
+    packed = sky(216, 432)
+    assert psnr(runner.run_photo(packed), untiled(load_default(), packed)) > 60
 
 
 @pytest.mark.slow
