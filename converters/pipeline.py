@@ -468,7 +468,7 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     split = None
     if tiling == "two-pass":
         # The parts take a fixed window aligned to the global ops' strides (see two_pass.setup).
-        split = two_pass.setup(model, info.input_multiple, opts.input_size, mosaic_hw, opts.max_memory_mb)
+        split = two_pass.setup(model, info.input_multiple, opts.input_size, opts.max_memory_mb)
         packed_hw = split.spec.window
         mosaic_hw = (2 * packed_hw[0], 2 * packed_hw[1])
     done()
@@ -517,9 +517,9 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
             # What a user gets: both artifacts, two passes, against the untiled model.
             runner = open_runner(target.runtime, built.main, **built.runtime_options)
             stats_runner = open_runner(target.runtime, stats_built.main, **stats_built.runtime_options)
-            output = two_pass.run_held_out(stats_runner, runner, split.spec, held_out)
+            output, found = two_pass.run_held_out(stats_runner, runner, split.spec, held_out)
             verification = compare_outputs(reference, output, threshold, f"{target.runtime} (two-pass)")
-            parts_check = two_pass.check_parts(stats_runner, runner, split.spec, held_out, reference)
+            parts_check = two_pass.check_parts(runner, held_out, reference, found)
         else:
             runner = open_runner(target.runtime, built.main, **built.runtime_options)
             output = runner.run(held_out.data)

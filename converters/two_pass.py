@@ -62,16 +62,15 @@ class TwoPassSetup:
 
 
 def setup(model: Any, input_multiple: int, input_size: tuple[int, int] | None,
-          default_mosaic: tuple[int, int], max_memory_mb: float | None = None) -> TwoPassSetup:
+          max_memory_mb: float | None = None) -> TwoPassSetup:
     """The plan and fixed window: the asked mosaic size rounded up to a valid window, the
     largest window within ``max_memory_mb`` (measured, see edge_isp.tile_planner), or by
     default a window whose owned block is ``DEFAULT_BLOCK`` px."""
     from edge_isp.models.global_context import plan_for
-    from edge_isp.models.split_parts import split_spec
+    from edge_isp.models.split_parts import split_spec, window_reach
 
     plan = plan_for(model, input_multiple)
-    reach = -(-max((*plan.halos, plan.output_halo)) // plan.align) * plan.align
-    least = 2 * reach + plan.align
+    reach, least = window_reach(plan)
 
     def up(v: int) -> int:
         return max(least, -(-v // plan.align) * plan.align)
@@ -126,30 +125,37 @@ class PartsCheck:
                 "stats_part_max_rel_err": float(f"{self.stats_max_rel_err:.3g}")}
 
 
-def run_held_out(stats_runner: Any, tile_runner: Any, spec: Any, held_out: Any) -> np.ndarray:
-    """Every held-out crop through both artifacts in two passes (one window each): NCHW RGB."""
-    from edge_isp.models.split_parts import run_split
+def run_held_out(stats_runner: Any, tile_runner: Any, spec: Any,
+                 held_out: Any) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    """Every held-out crop through both artifacts in two passes (one window each): NCHW RGB,
+    and the statistics the statistics part found for each crop (what the tile part was fed)."""
+    from edge_isp.models.split_parts import BAYER, run_split
 
-    outs = [run_split(stats_runner.run_named, tile_runner.run_named, spec, x) for x in held_out.data]
-    return np.stack([np.transpose(o, (2, 0, 1)) for o in outs]).astype(np.float32)
+    outs, found = [], []
+    for x in held_out.data:
+        fed: dict[str, np.ndarray] = {}
+
+        def tile(feeds: Any, fed: dict[str, np.ndarray] = fed) -> Any:
+            fed.update({k: v for k, v in feeds.items() if k != BAYER})
+            return tile_runner.run_named(feeds)
+
+        outs.append(run_split(stats_runner.run_named, tile, spec, x))
+        found.append(fed)
+    return np.stack([np.transpose(o, (2, 0, 1)) for o in outs]).astype(np.float32), found
 
 
-def check_parts(stats_runner: Any, tile_runner: Any, spec: Any, held_out: Any, reference: np.ndarray) -> PartsCheck:
+def check_parts(tile_runner: Any, held_out: Any, reference: np.ndarray,
+                found: list[dict[str, np.ndarray]]) -> PartsCheck:
+    """Each part alone: the tile part fed PyTorch's statistics, and the statistics the
+    statistics part ``found`` (see :func:`run_held_out`) against PyTorch's."""
     from edge_isp.converters.verify import compare_outputs
-    from edge_isp.models.split_parts import BAYER, RGB, run_split
+    from edge_isp.models.split_parts import BAYER, RGB
 
     tiles = np.concatenate([tile_runner.run_named(held_out.sample(i, BAYER))[RGB] for i in range(len(held_out))])
     tile_v = compare_outputs(reference, tiles, 0.0, "tile part")
     worst = 0.0
-    for i, x in enumerate(held_out.data):
-        seen: dict[str, np.ndarray] = {}
-
-        def tile_spy(feeds: Any, seen: dict[str, np.ndarray] = seen) -> dict[str, np.ndarray]:
-            seen.update({k: v for k, v in feeds.items() if k != BAYER})
-            return {RGB: np.zeros((1, 3, *(spec.output_scale * v for v in spec.window)), np.float32)}
-
-        run_split(stats_runner.run_named, tile_spy, spec, x)
-        for name, got in seen.items():
+    for i, fed in enumerate(found):
+        for name, got in fed.items():
             want = held_out.extra[name][i:i + 1]
             # Relative to the largest statistic of the same input: a near-zero channel mean
             # would make a per-channel ratio meaningless.

@@ -224,18 +224,16 @@ def process_image(runner: Any, raw: Any, *, overlap: int = DEFAULT_OVERLAP, out_
     """
     from edge_isp.runtimes.tiling import run_tiled
 
+    even = raw if raw.shape == (raw.height // 2 * 2, raw.width // 2 * 2) else raw.crop(
+        0, 0, raw.height // 2 * 2, raw.width // 2 * 2)
     if two_pass and getattr(runner, "split", None) is not None:
         # A two-pass bundle: its statistics part over the photo, then its tile part.
-        even = raw if raw.shape == (raw.height // 2 * 2, raw.width // 2 * 2) else raw.crop(
-            0, 0, raw.height // 2 * 2, raw.width // 2 * 2)
         return runner.run_photo(even.packed(), out_dtype=out_dtype, progress=progress)
     net = global_net(runner) if two_pass else None
     if net is not None:
         from edge_isp.models import model_info
         from edge_isp.models.global_context import run_photo
 
-        even = raw if raw.shape == (raw.height // 2 * 2, raw.width // 2 * 2) else raw.crop(
-            0, 0, raw.height // 2 * 2, raw.width // 2 * 2)
         rgb, _ = run_photo(net, even.packed(), multiple=model_info(runner.model).input_multiple,
                            out_dtype=out_dtype, progress=progress, block=block)
         return rgb
@@ -300,11 +298,10 @@ def tiling_of(runner: Any, mosaic_hw: tuple[int, int], overlap: int = DEFAULT_OV
     packed_hw = (mosaic_hw[0] // 2, mosaic_hw[1] // 2)
     split = getattr(runner, "split", None)
     if split is not None:
-        from edge_isp.models.split_parts import pad_frame, plan_windows
+        from edge_isp.models.split_parts import tile_windows
 
         spec = split[1]
-        frame = pad_frame(np.zeros((1, *packed_hw), np.float32), spec, spec.tile_alignment)
-        return len(plan_windows(frame.shape[1:], spec, spec.tile_alignment)), f"two-pass (exact, {spec.to_dict()['passes']} passes)"
+        return len(tile_windows(packed_hw, spec)), f"two-pass (exact, {spec.to_dict()['passes']} passes)"
     net = global_net(runner)
     if net is not None:
         from edge_isp.models import model_info

@@ -126,10 +126,11 @@ def choose_window(budget_mb: float, memory: MemoryModel, *, align: int, least: i
 def two_pass_block(model: Any, input_multiple: int, budget_mb: float) -> tuple[int, str]:
     """The owned block (packed px) of PyTorch two-pass tiling whose window fits ``budget_mb``."""
     from edge_isp.models.global_context import plan_for
+    from edge_isp.models.split_parts import window_reach
 
     plan = plan_for(model, input_multiple)
-    reach = -(-max((*plan.halos, plan.output_halo)) // plan.align) * plan.align
-    choice = choose_window(budget_mb, measure_memory(model), align=plan.align, least=2 * reach + plan.align)
+    reach, least = window_reach(plan)
+    choice = choose_window(budget_mb, measure_memory(model), align=plan.align, least=least)
     block = choice.window[0] - 2 * reach
     return block, f"owned block {2 * block} RAW px + reach {2 * reach} each side: {choice.reason}"
 

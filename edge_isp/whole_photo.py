@@ -218,11 +218,10 @@ def verify_photo(subject: Any, reference_net: Any, source: Path, *, out_dir: Pat
     net = global_net(subject) if two_pass else None
     split = getattr(subject, "split", None) if two_pass else None
     if split is not None:
-        from edge_isp.models.split_parts import pad_frame, plan_windows
+        from edge_isp.models.split_parts import tile_windows
 
         spec = split[1]
-        frame_hw = pad_frame(np.zeros((1, *packed_hw), np.float32), spec, spec.tile_alignment).shape[1:]
-        owned = plan_windows(frame_hw, spec, spec.tile_alignment)
+        owned = tile_windows(packed_hw, spec)
         rows = owned_edges(sorted({w.own[0] for w in owned}), packed_hw[0], scale)
         cols = owned_edges(sorted({w.own[2] for w in owned}), packed_hw[1], scale)
         mode = f"two-pass bundle ({spec.to_dict()['passes']} passes, windows {2 * spec.window[0]}x{2 * spec.window[1]})"

@@ -141,6 +141,13 @@ class SplitSpec:
         return spec
 
 
+def window_reach(plan: GlobalPlan) -> tuple[int, int]:
+    """(context kept around an owned block, smallest window side), packed px on the plan's grid:
+    the widest receptive reach of any pass, rounded up to the alignment."""
+    reach = -(-max((*plan.halos, plan.output_halo)) // plan.align) * plan.align
+    return reach, 2 * reach + plan.align
+
+
 def split_spec(model: nn.Module, plan: GlobalPlan, window: tuple[int, int], multiple: int | None = None) -> SplitSpec:
     """The spec of ``model`` (measured ``plan``) for parts taking ``window`` packed px.
 
@@ -148,8 +155,7 @@ def split_spec(model: nn.Module, plan: GlobalPlan, window: tuple[int, int], mult
     kept only if shifting a window by it shifts the output exactly (measured)."""
     mods = global_modules(model)
     channels = _channels(model, mods, window)
-    reach_raw = max((*plan.halos, plan.output_halo))
-    reach = -(-reach_raw // plan.align) * plan.align
+    reach, need = window_reach(plan)
     ops = []
     for k, idx in enumerate(plan.order):
         mod = mods[idx]
@@ -160,10 +166,9 @@ def split_spec(model: nn.Module, plan: GlobalPlan, window: tuple[int, int], mult
             inputs=(f"g{k}_mean", f"g{k}_inv_std") if norm else (f"g{k}_mean",), map_output=f"g{k}_map"))
     spec = SplitSpec(tuple(ops), window, reach, plan.align, plan.output_scale, plan.align)
     if any(b < plan.align for b in spec.block) or any(w % plan.align for w in window):
-        need = 2 * reach + plan.align
         raise InputError(
             f"two-pass tiles of this model need a window that is a multiple of {plan.align} packed px and at "
-            f"least {need} (its receptive reach is {reach_raw} px); use --input-size "
+            f"least {need} (its receptive reach is {max((*plan.halos, plan.output_halo))} px); use --input-size "
             f"{2 * max(need, -(-window[0] // plan.align) * plan.align)}x{2 * max(need, -(-window[1] // plan.align) * plan.align)}")
     if multiple and plan.align % multiple == 0 and multiple < plan.align and _shift_equivariant(model, plan, spec, multiple):
         spec = SplitSpec(spec.ops, spec.window, spec.reach, spec.align, spec.output_scale, multiple)
@@ -206,13 +211,6 @@ def _shift_equivariant(model: nn.Module, plan: GlobalPlan, spec: SplitSpec, shif
         a = tile(x[:, :, :wh, :ww], *stats)[:, :, (r + shift) * s:(wh - r) * s, (r + shift) * s:(ww - r) * s]
         b = tile(x[:, :, shift:, shift:], *stats)[:, :, r * s:(wh - r - shift) * s, r * s:(ww - r - shift) * s]
     return bool(torch.allclose(a, b, atol=1e-4, rtol=0))
-
-
-def aligned_window(model_mosaic_hw: tuple[int, int], plan: GlobalPlan) -> tuple[int, int]:
-    """The smallest valid two-pass window (packed) at or above a mosaic size: the default when
-    no --input-size was asked for."""
-    need = 2 * (-(-max((*plan.halos, plan.output_halo)) // plan.align) * plan.align) + plan.align
-    return tuple(max(need, -(-(v // 2) // plan.align) * plan.align) for v in model_mosaic_hw)  # type: ignore[return-value]
 
 
 def _channels(model: nn.Module, mods: list[nn.Module], window: tuple[int, int]) -> dict[int, int]:
@@ -345,14 +343,25 @@ def plan_windows(hw: tuple[int, int], spec: SplitSpec, align: int | None = None)
     return out
 
 
+def padded_hw(hw: tuple[int, int], spec: SplitSpec, align: int | None = None) -> tuple[int, int]:
+    """A photo's packed size padded to ``align`` (default the statistics' alignment) and to
+    at least one window: the frame :func:`pad_frame` makes."""
+    a = align or spec.align
+    return max(spec.window[0], -(-hw[0] // a) * a), max(spec.window[1], -(-hw[1] // a) * a)
+
+
+def tile_windows(hw: tuple[int, int], spec: SplitSpec) -> list[Window]:
+    """The tile pass's windows over a photo of packed size ``hw`` (what the reports count)."""
+    return plan_windows(padded_hw(hw, spec, spec.tile_alignment), spec, spec.tile_alignment)
+
+
 def pad_frame(packed: np.ndarray, spec: SplitSpec, align: int | None = None) -> np.ndarray:
-    """Pad a packed (4, h, w) frame at the bottom/right to ``align`` (default the statistics'
-    alignment) and to at least one window."""
+    """Pad a packed (4, h, w) frame at the bottom/right to :func:`padded_hw`."""
     padded = pad_to_multiple(packed, align or spec.align)
     h, w = padded.shape[1:]
-    ph, pw = max(0, spec.window[0] - h), max(0, spec.window[1] - w)
-    if ph or pw:
-        padded = np.pad(padded, ((0, 0), (0, ph), (0, pw)), mode="symmetric")
+    th, tw = padded_hw((h, w), spec, align)
+    if th > h or tw > w:
+        padded = np.pad(padded, ((0, 0), (0, th - h), (0, tw - w)), mode="symmetric")
     return padded
 
 
@@ -391,10 +400,10 @@ def run_split(stats_fn: PartFn, tile_fn: PartFn, spec: SplitSpec, packed: np.nda
     windows = plan_windows(frame.shape[1:], spec)
     # The tile pass needs only the output path's alignment: its edge windows end on the photo.
     tile_frame = pad_frame(np.asarray(packed, np.float32), spec, spec.tile_alignment)
-    tile_windows = plan_windows(tile_frame.shape[1:], spec, spec.tile_alignment)
+    tiles = tile_windows((h, w), spec)
     run = run if run is not None else SplitRun()
-    run.windows = len(tile_windows)
-    total, done = len(windows) * len(spec.ops) + len(tile_windows), 0
+    run.windows = len(tiles)
+    total, done = len(windows) * len(spec.ops) + len(tiles), 0
     wh, ww = spec.window
 
     def window_input(win: Window, source: np.ndarray = frame) -> np.ndarray:
@@ -427,7 +436,7 @@ def run_split(stats_fn: PartFn, tile_fn: PartFn, spec: SplitSpec, packed: np.nda
     t0 = time.perf_counter()
     s = spec.output_scale
     out = np.empty((tile_frame.shape[1] * s, tile_frame.shape[2] * s, 3), dtype=np.dtype(out_dtype))
-    for win in tile_windows:
+    for win in tiles:
         y = np.asarray(tile_fn({BAYER: window_input(win, tile_frame), **stats})[RGB])[0]
         t, b = (win.own[0] - win.top) * s, (win.own[1] - win.top) * s
         l, r = (win.own[2] - win.left) * s, (win.own[3] - win.left) * s
@@ -454,5 +463,5 @@ _KIND_MODULE: dict[str, Callable[[GlobalOpSpec], nn.Module]] = {
 
 
 __all__ = ["BAYER", "RGB", "GlobalOpSpec", "PartFn", "SplitRun", "SplitSpec", "StatsPart", "TilePart", "Window",
-           "aligned_window", "example_statistics", "make_parts", "pad_frame", "plan_windows", "run_split", "split_spec",
-           "torch_part_fn"]
+           "example_statistics", "make_parts", "pad_frame", "padded_hw", "plan_windows", "run_split", "split_spec", "tile_windows",
+           "torch_part_fn", "window_reach"]
