@@ -91,7 +91,7 @@ def setup(model: Any, input_multiple: int, input_size: tuple[int, int] | None,
         note = (f"two-pass window {2 * window[0]}x{2 * window[1]}" +
                 ("" if window == asked else f" (asked {input_size[0]}x{input_size[1]}, rounded up to a multiple of "
                                             f"{2 * plan.align} and at least {2 * least})"))
-    return TwoPassSetup(plan, split_spec(model, plan, window, input_multiple), note)
+    return TwoPassSetup(plan, split_spec(model, plan, window), note)
 
 
 def with_statistics(model: Any, setup_: TwoPassSetup, inputs: Any) -> Any:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_isp.converters.bundle import Bundle, file_sha256
+from edge_isp.converters.bundle import Bundle, file_sha256, stats_files
 from edge_isp.devices.benchmark import (
     BenchmarkOutput,
     BenchOptions,
@@ -325,11 +325,6 @@ class Harness:
         elif bundle.model_file.suffix != ".tflite" and not runtime_name.startswith("python"):
             raise DeviceCommandError(f"{bundle.model_file.name} is not a TFLite model: benchmark_model cannot run "
                                      "it; use --runner python on a board with OpenVINO")
-        tiling = manifest.get("tiling") if isinstance(manifest.get("tiling"), dict) else {}
-        if tiling.get("mode") == "two-pass":
-            warnings.append(f"two-pass bundle: this run measures the tile part ({bundle.model_file.name}); its statistics "
-                            f"part runs {int(tiling.get('passes', 2)) - 1} more time(s) per window (see 'edge-isp process' "
-                            f"for the per-pass seconds on the host)")
         if runtime_name.startswith("python") and target.delegate in ("nnapi", "gpu"):
             warnings.append(f"the Python runner has no {target.delegate} delegate: {bundle.target} ran on the CPU")
         remote_dir = f"{self.workdir}/models/{sha[:12]}"        # content-addressed: pushed once
@@ -339,16 +334,38 @@ class Harness:
             self.log(f"pushed {bundle.model_file.name} ({bundle.model_file.stat().st_size / 1e6:.2f} MB)")
         for name in manifest["artifact"].get("extra_files", []):   # e.g. OpenVINO .bin weights
             self._push_if_changed(bundle.path / name, f"{remote_dir}/{name}", progress)
+        stats_names = stats_files(manifest)          # a two-pass bundle's statistics part (checked names)
+        for name in stats_names:
+            self._push_if_changed(bundle.path / name, f"{remote_dir}/{name}", progress)
         delegate = target_delegate(target.delegate)
+        what = f"{model_name} ({bundle.target}, {delegate})"
+        self.log(f"running {what} on {self.dev.info.label}")
+        flags, bench, runlog, bench_text = self._measure(remote_model, target, what, runtime_name)
+        self._ran(runner)
+        run = self._result(model_name, bundle, runtime_name, flags, bench, runlog, warnings, sha, bench_text)
+        if stats_names:
+            self.log(f"running the statistics part of {what}")
+            part = self._measure(f"{remote_dir}/{stats_names[0]}", target, f"the statistics part of {what}",
+                                 runtime_name)
+            self._add_statistics_part(run, manifest, part[1], part[2])
+        run.runner = runner.label(runtime_name)
+        run.extra["runner_detail"] = {"label": run.runner, "source": runner.source, "path": runner.path}
+        return run
+
+    def _measure(self, remote_model: str, target: Any, what: str,
+                 runtime_name: str) -> tuple[list[str], BenchmarkOutput, RunLog, str]:
+        """One model file benchmarked under the power/memory sampler: (flags, output, run log, text)."""
+        assert self._runner is not None
+        runner = self._runner
         bopts = BenchOptions(num_runs=self.opts.runs, warmup_runs=self.opts.warmup_runs, threads=self.opts.threads,
                              min_secs=self.opts.min_secs, max_secs=self.opts.max_secs,
                              nnapi_accelerator=self.opts.nnapi_accelerator,
                              nnapi_preference=self.opts.nnapi_preference,
                              require_full_delegation=self.opts.require_full_delegation,
                              extra_flags=self.opts.extra_flags)
-        flags = benchmark_flags(remote_model, delegate, target.precision, prof, bopts)
+        flags = benchmark_flags(remote_model, target_delegate(target.delegate), target.precision,
+                                self.dev.profile, bopts)
         bench_cmd = runner.prefix + " " + " ".join(shlex.quote(f) for f in flags)
-        self.log(f"running {model_name} ({bundle.target}, {delegate}) on {self.dev.info.label}")
         res = self.t.run(self._script(bench_cmd), timeout=self.opts.run_timeout_s + self.opts.idle_s)
         text = res.stdout
         if "@LOG-BEGIN" not in text:
@@ -363,14 +380,36 @@ class Harness:
             tail = one_line("\n".join((bench.errors or bench_text.strip().splitlines())[-3:]))
             hint = (f"; this is the remembered {runner.path}: pass --benchmark-binary to use another"
                     if runner.source == "remembered" else "")
-            raise DeviceCommandError(f"benchmark of {model_name} ({bundle.target}) with {runner.label(runtime_name)} "
+            raise DeviceCommandError(f"benchmark of {what} with {runner.label(runtime_name)} "
                                      f"failed on {self.dev.info.label} (exit status {runlog.bench_rc}): {tail}{hint}",
                                      exit_code=runlog.bench_rc, stdout=bench_text)
-        self._ran(runner)
-        run = self._result(model_name, bundle, runtime_name, flags, bench, runlog, warnings, sha, bench_text)
-        run.runner = runner.label(runtime_name)
-        run.extra["runner_detail"] = {"label": run.runner, "source": runner.source, "path": runner.path}
-        return run
+        return flags, bench, runlog, bench_text
+
+    def _add_statistics_part(self, run: DeviceRun, manifest: dict[str, Any], bench: BenchmarkOutput,
+                             runlog: RunLog) -> None:
+        """A two-pass bundle costs, per window, one tile-part run and one statistics-part run per
+        global op: the window figures combine both measurements."""
+        m = run.metrics
+        stats = bench.metrics()
+        runs_per_window = int(manifest["tiling"].get("passes", 2)) - 1
+        stats_peak = runlog.vm_hwm_kb / 1024.0 if runlog.vm_hwm_kb else bench.peak_memory_mb
+        for key in ("latency_ms.mean", "latency_ms.min", "latency_ms.max", "latency_ms.std", "init_ms"):
+            if key in stats:
+                m[f"stats_part.{key}"] = stats[key]
+        if stats_peak is not None:
+            m["stats_part.peak_rss_mb"] = stats_peak
+            m["peak_rss_mb"] = max(m.get("peak_rss_mb", 0.0), stats_peak)
+        if "latency_ms.mean" in m and "latency_ms.mean" in stats:
+            window = m["latency_ms.mean"] + runs_per_window * stats["latency_ms.mean"]
+            m["window_latency_ms.mean"] = window
+            if m.get("power_w", 0) > 0:
+                m["window_energy_j"] = m["power_w"] * window / 1000.0
+        if bench.delegation in ("none", "partial"):
+            run.warnings.append(f"statistics part: {bench.delegation} delegation "
+                                f"({bench.delegate_kernels} delegate kernels): part of it ran on the CPU")
+        run.extra["two_pass"] = {"stats_runs_per_window": runs_per_window,
+                                 "window_packed": manifest["tiling"].get("window_packed"),
+                                 "stats_delegation": bench.delegation}
 
     def _result(self, model_name: str, bundle, runtime_name: str, flags: list[str], bench: BenchmarkOutput,
                 runlog: RunLog, warnings: list[str], sha: str, bench_text: str) -> DeviceRun:

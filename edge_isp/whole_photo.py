@@ -180,12 +180,13 @@ def write_heatmap(path: Path, diff: np.ndarray) -> Path:
 # -------------------------------------------------------------------------- running
 
 def _reference(net: Any, packed: np.ndarray, multiple: int) -> np.ndarray:
+    """The untiled model on the whole photo, mirrored up to the model's photo grid."""
     import torch
 
-    from edge_isp.models.global_context import pad_to_multiple
+    from edge_isp.models.global_context import pad_to_multiple, photo_multiple
 
     h, w = packed.shape[1:]
-    x = torch.from_numpy(np.ascontiguousarray(pad_to_multiple(packed, multiple)))[None]
+    x = torch.from_numpy(np.ascontiguousarray(pad_to_multiple(packed, photo_multiple(net, multiple))))[None]
     with torch.no_grad():
         y = net(x)[0].clamp_(0, 1)
     s = y.shape[1] // x.shape[2]

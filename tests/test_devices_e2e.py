@@ -222,6 +222,37 @@ def test_profile_then_gate_against_the_adb_peer(phone, tiny_tflite):
     assert gate.returncode == 1 and "FAIL" in gate.stdout
 
 
+def test_profile_of_a_two_pass_bundle_measures_both_parts(phone, tiny_tflite, tmp_path):
+    """A two-pass bundle: the statistics part is pushed (hashed like the model) and measured
+    too; the window figure is one tile run plus one statistics run per global op."""
+    bundle = make_bundle(phone["tmp"] / "two_pass", tiny_tflite, "tiny-isp")
+    stats = tiny_conv_tflite(h=192, w=192, cout=24, seed=1)          # a heavier part: 4x the area
+    (bundle / "stats.tflite").write_bytes(stats)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["artifact"]["files_sha256"] = {"model.tflite": manifest["artifact"]["sha256"],
+                                            "stats.tflite": hashlib.sha256(stats).hexdigest()}
+    manifest["tiling"] = {"mode": "two-pass", "passes": 3, "window_packed": [96, 96],
+                          "stats_artifact": {"files": ["stats.tflite"]}}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    res = cli("profile", str(bundle), "--device", "pixel", "--serial", phone["peer"].address,
+              "--transport", "adb-shell", "--benchmark-binary", str(phone["fake"]), "--runs", "10",
+              "--idle-s", "0.5", "--threads", "1", "--results", str(phone["results"]), "--json", env=phone["env"])
+    assert res.returncode == 0, res.stderr
+    run = json.loads(res.stdout)[0]
+    met = run["metrics"]
+    assert met["stats_part.latency_ms.mean"] > met["latency_ms.mean"] > 0     # really the other model
+    assert met["window_latency_ms.mean"] == pytest.approx(met["latency_ms.mean"] + 2 * met["stats_part.latency_ms.mean"])
+    assert run["extra"]["two_pass"]["stats_runs_per_window"] == 2
+    remote = [p for p in (phone["root"]).rglob("stats.tflite")]
+    assert remote and remote[0].read_bytes() == stats
+    # A statistics part that is not the one the manifest hashed never reaches the phone.
+    (bundle / "stats.tflite").write_bytes(stats[:-4] + b"\0\0\0\0")
+    res = cli("profile", str(bundle), "--device", "pixel", "--transport", "adb-shell", "--runs", "2",
+              "--idle-s", "0.2", "--results", str(phone["results"]), env=phone["env"])
+    error = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode != 0 and len(error) == 1 and "stats.tflite" in error[0]
+
+
 def test_disconnect_mid_run_keeps_earlier_results(phone, tiny_tflite, monkeypatch):
     from edge_isp.devices.discovery import select_device
     from edge_isp.devices.errors import DeviceDisconnectedError

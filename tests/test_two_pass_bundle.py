@@ -83,24 +83,20 @@ def test_windows_partition_the_frame_and_keep_their_reach(default_net):
     assert (cover == 1).all()
 
 
-def test_measured_extents_and_tile_alignment_bring_unaligned_photos_closer(default_net):
-    net, plan, _ = default_net
-    spec = split_spec(net, plan, (216, 216), multiple=4)
-    # Measured: tile windows may sit on the model's own 4 px grid, and every global op's map
-    # length is known for any frame size, so padding adds no map positions to the sums.
-    assert spec.tile_alignment == 4 and all(op.extent_lens for op in spec.ops)
-    assert [op.map_length(252, spec.align) for op in spec.ops] == [7, 14]
-    from edge_isp.models.global_context import _probe_shapes, global_modules
+def test_every_path_pads_a_photo_to_the_global_alignment(default_net):
+    """The photo grid: untiled reference, PyTorch two-pass and the parts all see the photo
+    mirrored to the global ops' alignment, so unaligned photos are exact too."""
+    from edge_isp.models.global_context import photo_multiple, run_photo
+    from edge_isp.whole_photo import _reference
 
-    real = dict(_probe_shapes(net, global_modules(net), (252, 304)))
-    assert [(op.map_length(252, spec.align), op.map_length(304, spec.align)) for op in spec.ops] == \
-        [real[i] for i in plan.order]
-    # The map positions at an unaligned photo's edge still see the mirrored margin (their
-    # receptive field crosses it): close, not exact (see the README). Aligned photos are exact.
-    aligned = sky(252, 288)
+    net, plan, spec = default_net
+    assert photo_multiple(net, 4) == spec.align == 36
+    assert photo_multiple(create("punet", seed=0), 8) == 8        # no global ops: its own multiple
+    packed = sky(252, 304)                # 4-aligned, not 36-aligned; bright sky at the edges
+    ref = _reference(net, packed, 4)
     stats_part, tile_part = make_parts(net, plan, spec)
-    assert psnr(run_split(torch_part_fn(stats_part), torch_part_fn(tile_part), spec, aligned),
-                 untiled(net, aligned)) > 100
+    assert psnr(run_split(torch_part_fn(stats_part), torch_part_fn(tile_part), spec, packed), ref) > 100
+    assert psnr(run_photo(net, packed, multiple=4, block=72)[0], ref) > 100
 
 
 def test_unaligned_photo_is_padded_and_cropped_back(default_net):
@@ -204,6 +200,11 @@ def test_converted_parts_run_whole_photos_exactly(fp32_bundle):
     packed = raw.packed()
     out = runner.run_photo(packed)
     assert psnr(out, untiled(net, packed)) > 90
+    # Unaligned, bright sky at the edges: exact against the untiled model on the photo grid.
+    from edge_isp.whole_photo import _reference
+
+    odd = sky(252, 304)
+    assert psnr(runner.run_photo(odd), _reference(net, odd, 4)) > 90
     # process_image takes the same path; blended windows with their own statistics (what
     # one artifact gives) are far worse.
     from edge_isp.process import process_image
@@ -235,9 +236,9 @@ def test_process_and_verify_use_the_two_pass_bundle(fp32_bundle, tmp_path, share
     assert done.returncode == 0, done.stdout + done.stderr
     photo = json.loads(done.stdout)["photos"][0]
     assert photo["mode"].startswith("two-pass bundle")
-    # 1920x1080 is not a multiple of the 36 px alignment: the mirrored margin nudges the
-    # statistics, still far above the bars (blended windows: ~30 dB).
-    assert photo["psnr_db"] >= 50 and photo["worst_tile_psnr_db"] >= 45 and photo["seam_score"] <= 1.05
+    # 1920x1080 is not a multiple of the 36 px alignment: mirrored to it on every path, so
+    # exact up to float rounding (blended windows: ~30 dB).
+    assert photo["psnr_db"] >= 90 and photo["worst_tile_psnr_db"] >= 85 and photo["seam_score"] <= 1.05
     assert Path(photo["diff_png"]).is_file()
 
 

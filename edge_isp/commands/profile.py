@@ -117,6 +117,13 @@ def profile(
     out.print(table, width=None if out.is_terminal else 200)
     for label in dict.fromkeys(r.runner for r in report.runs):
         out.print(f"runner: {label}", highlight=False, markup=False, soft_wrap=True)
+    for r in report.runs:
+        m = r.metrics
+        if "window_latency_ms.mean" in m:
+            out.print(f"{r.model}: two-pass bundle, latency is the tile part's; per window "
+                      f"{m['window_latency_ms.mean']:.2f} ms (tile part + {r.extra['two_pass']['stats_runs_per_window']} "
+                      f"x statistics part {m['stats_part.latency_ms.mean']:.2f} ms)", highlight=False, markup=False,
+                      soft_wrap=True)
     if report.runs:
         p = report.runs[0].extra.get("power", {})
         out.print(f"power source: {p.get('source')} ({p.get('description')}), {p.get('sample_hz')} Hz, "

@@ -383,6 +383,22 @@ def run_two_pass(model: nn.Module, packed: Any, hw: tuple[int, int], *, block: i
     return run_blocks(model, packed, hw, plan, stats, block=block, out=out), plan
 
 
+def photo_multiple(model: nn.Module, input_multiple: int) -> int:
+    """The grid a whole photo is mirrored up to before this model sees it.
+
+    A model with global ops takes any multiple of ``input_multiple``, but its global ops
+    average maps of a coarser stride (36 packed px for PyNET-V2 Mobile: two 2x2 and two 3x3
+    stride convolutions), so the same photo padded to 4 or to 36 gives different
+    statistics (measured: 37.7 dB apart on a bright synthetic sky) - the padding is part of
+    what the model computes. Fixed-size artifact windows can only be exact on frames of the
+    global alignment, so every path (untiled reference, PyTorch two-pass, two-pass bundles,
+    blended tiles) pads a photo to this one grid: they then all compute the same picture.
+    """
+    if not global_modules(model):
+        return input_multiple
+    return plan_for(model, input_multiple).align
+
+
 def pad_to_multiple(packed: Any, multiple: int) -> Any:
     """Mirror-pad a packed (4, h, w) frame at the bottom/right up to ``multiple``: the
     graph's strides need it; callers crop the output back to the photo."""
@@ -402,8 +418,8 @@ def run_photo(model: nn.Module, packed: Any, *, multiple: int, block: int = DEFA
     import numpy as np
 
     h, w = packed.shape[1:]
-    padded = pad_to_multiple(packed, multiple)
     plan = plan or plan_for(model, multiple)
+    padded = pad_to_multiple(packed, plan.align)   # the photo grid (see photo_multiple)
     s = plan.output_scale
     hw = (int(padded.shape[1]), int(padded.shape[2]))
     out = np.empty((hw[0] * s, hw[1] * s, 3), dtype=np.dtype(out_dtype or np.float32))
@@ -425,6 +441,6 @@ def run_photo(model: nn.Module, packed: Any, *, multiple: int, block: int = DEFA
 
 
 __all__ = ["GLOBAL_TYPES", "Block", "GlobalInstanceNorm2d", "GlobalPlan", "GlobalPool", "analyse",
-           "finish_statistics", "global_modules", "global_statistics", "has_global_context", "pad_to_multiple", "plan_blocks", "plan_for",
+           "finish_statistics", "global_modules", "global_statistics", "has_global_context", "pad_to_multiple", "photo_multiple", "plan_blocks", "plan_for",
            "run_blocks",
            "run_photo", "run_two_pass"]

@@ -16,8 +16,9 @@ Inputs are (1, C, 1, 1) per statistic: ``g{k}_mean`` for a pooling, ``g{k}_mean`
 ``g{k}_inv_std`` (1/sqrt(var + eps), so the graph needs no RSQRT) for an instance norm.
 Windows have the artifact's fixed size: each owned block's window is shifted inside the
 frame instead of clamped, so a window edge is either the frame edge or at least a halo
-away from what it owns. Every pixel is then what the untiled model computes on the
-(alignment-padded) frame.
+away from what it owns. Photos are mirrored up to the global ops' alignment first (the
+photo grid every path uses, :func:`edge_isp.models.global_context.photo_multiple`), so
+every pixel is what the untiled model computes on that frame.
 """
 
 from __future__ import annotations
@@ -58,19 +59,6 @@ class GlobalOpSpec:
     eps: float
     inputs: tuple[str, ...]        # the part inputs it reads
     map_output: str                # the statistics part output with its input map
-    # Its input map's length for a frame of n packed px (measured): lens[(n - base) % period
-    # // step] + (n - base) // period * period // stride. Padding a photo to the statistics'
-    # alignment adds map positions the photo does not have; they are left out of the sums.
-    extent_base: int = 0
-    extent_step: int = 0
-    extent_lens: tuple[int, ...] = ()
-
-    def map_length(self, n: int, period: int) -> int | None:
-        """Map positions of a frame ``n`` px long (None: not measured, or n off the grid)."""
-        if not self.extent_lens or n < self.extent_base or (n - self.extent_base) % self.extent_step:
-            return None
-        q, r = divmod(n - self.extent_base, period)
-        return self.extent_lens[r // self.extent_step] + q * (period // self.stride[0])
 
     def placeholder(self) -> dict[str, np.ndarray]:
         """Statistics for a pass that does not read them yet (any value would do)."""
@@ -88,15 +76,8 @@ class SplitSpec:
     ops: tuple[GlobalOpSpec, ...]
     window: tuple[int, int]        # the parts' fixed input (packed px)
     reach: int                     # context kept around an owned block (packed px, aligned)
-    align: int                     # statistics windows: origins and frame sizes are multiples of this
+    align: int                     # window origins and frame sizes are multiples of this
     output_scale: int
-    # Tile windows only need the output path's alignment (the global ops' strided inputs feed
-    # nothing but the injected statistics): tile windows at the photo's edge then end on it.
-    tile_align: int = 0
-
-    @property
-    def tile_alignment(self) -> int:
-        return self.tile_align or self.align
 
     @property
     def block(self) -> tuple[int, int]:
@@ -112,26 +93,24 @@ class SplitSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"window_packed": list(self.window), "reach_packed": self.reach, "align_packed": self.align,
-                "tile_align_packed": self.tile_alignment,
                 "block_packed": list(self.block), "output_scale": self.output_scale,
                 "passes": len(self.ops) + 1, "ops": [asdict(op) for op in self.ops]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SplitSpec:
-        """Read the manifest's section back, refusing what does not add up (it is a file)."""
+        """Read the manifest's section back, refusing what does not add up (it is a file).
+        Keys of earlier versions (measured map extents, a finer tile grid) are ignored: every
+        frame is now padded to ``align``."""
         try:
             ops = tuple(GlobalOpSpec(kind=str(o["kind"]), channels=int(o["channels"]),
                                      stride=(int(o["stride"][0]), int(o["stride"][1])), eps=float(o["eps"]),
-                                     inputs=tuple(str(n) for n in o["inputs"]), map_output=str(o["map_output"]),
-                                     extent_base=int(o.get("extent_base", 0)), extent_step=int(o.get("extent_step", 0)),
-                                     extent_lens=tuple(int(v) for v in o.get("extent_lens", ())))
+                                     inputs=tuple(str(n) for n in o["inputs"]), map_output=str(o["map_output"]))
                         for o in d["ops"])
             spec = cls(ops, (int(d["window_packed"][0]), int(d["window_packed"][1])), int(d["reach_packed"]),
-                       int(d["align_packed"]), int(d["output_scale"]), int(d.get("tile_align_packed", 0)))
+                       int(d["align_packed"]), int(d["output_scale"]))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise BundleError(f"the bundle's two_pass section is malformed ({exc!r}); re-run 'edge-isp convert'") from exc
         ok = (spec.ops and spec.align > 0 and spec.reach >= 0 and spec.output_scale > 0
-              and spec.tile_alignment > 0 and spec.align % spec.tile_alignment == 0
               and all(op.kind in ("mean", "norm") and op.channels > 0 and len(op.inputs) == (2 if op.kind == "norm" else 1)
                       for op in spec.ops)
               and all(v > 0 and v % spec.align == 0 for v in (*spec.window, *spec.block)))
@@ -148,11 +127,8 @@ def window_reach(plan: GlobalPlan) -> tuple[int, int]:
     return reach, 2 * reach + plan.align
 
 
-def split_spec(model: nn.Module, plan: GlobalPlan, window: tuple[int, int], multiple: int | None = None) -> SplitSpec:
-    """The spec of ``model`` (measured ``plan``) for parts taking ``window`` packed px.
-
-    ``multiple`` (the model's input multiple) is tried as the tile windows' alignment and
-    kept only if shifting a window by it shifts the output exactly (measured)."""
+def split_spec(model: nn.Module, plan: GlobalPlan, window: tuple[int, int]) -> SplitSpec:
+    """The spec of ``model`` (measured ``plan``) for parts taking ``window`` packed px."""
     mods = global_modules(model)
     channels = _channels(model, mods, window)
     reach, need = window_reach(plan)
@@ -164,53 +140,13 @@ def split_spec(model: nn.Module, plan: GlobalPlan, window: tuple[int, int], mult
             kind="norm" if norm else "mean", channels=channels[idx], stride=plan.strides[k],
             eps=float(mod.eps) if norm else 0.0,
             inputs=(f"g{k}_mean", f"g{k}_inv_std") if norm else (f"g{k}_mean",), map_output=f"g{k}_map"))
-    spec = SplitSpec(tuple(ops), window, reach, plan.align, plan.output_scale, plan.align)
+    spec = SplitSpec(tuple(ops), window, reach, plan.align, plan.output_scale)
     if any(b < plan.align for b in spec.block) or any(w % plan.align for w in window):
         raise InputError(
             f"two-pass tiles of this model need a window that is a multiple of {plan.align} packed px and at "
             f"least {need} (its receptive reach is {max((*plan.halos, plan.output_halo))} px); use --input-size "
             f"{2 * max(need, -(-window[0] // plan.align) * plan.align)}x{2 * max(need, -(-window[1] // plan.align) * plan.align)}")
-    if multiple and plan.align % multiple == 0 and multiple < plan.align and _shift_equivariant(model, plan, spec, multiple):
-        spec = SplitSpec(spec.ops, spec.window, spec.reach, spec.align, spec.output_scale, multiple)
-    if multiple and plan.align % multiple == 0 and plan.strides and all(sh == sw for sh, sw in plan.strides):
-        spec = _with_extents(model, plan, spec, multiple)
     return spec
-
-
-def _with_extents(model: nn.Module, plan: GlobalPlan, spec: SplitSpec, step: int) -> SplitSpec:
-    """Measure each global op's map length over one alignment period of frame sizes."""
-    from dataclasses import replace
-
-    from edge_isp.models.global_context import _probe_shapes
-
-    mods = global_modules(model)
-    base = min(spec.window)
-    lens: list[list[int]] = [[] for _ in spec.ops]
-    for r in range(0, spec.align, step):
-        seen = dict(_probe_shapes(model, mods, (base + r, base + r)))
-        for k, idx in enumerate(plan.order):
-            h, w = seen[idx]
-            if h != w:
-                return spec
-            lens[k].append(h)
-    ops = tuple(replace(op, extent_base=base, extent_step=step, extent_lens=tuple(v)) for op, v in zip(spec.ops, lens))
-    return replace(spec, ops=ops)
-
-
-def _shift_equivariant(model: nn.Module, plan: GlobalPlan, spec: SplitSpec, shift: int) -> bool:
-    """Does moving a tile window by ``shift`` px move its output by exactly that much (with the
-    same injected statistics)? Then tile windows may sit on that grid."""
-    _, tile = make_parts(model, plan, spec)
-    names = spec.input_names[1:]
-    stats = [torch.rand(1, op.channels, 1, 1) + (1.0 if name.endswith("inv_std") else 0.0)
-             for op in spec.ops for name in op.inputs if name in names]
-    wh, ww = spec.window
-    x = torch.rand(1, 4, wh + shift, ww + shift)
-    s, r = spec.output_scale, spec.reach
-    with torch.no_grad():
-        a = tile(x[:, :, :wh, :ww], *stats)[:, :, (r + shift) * s:(wh - r) * s, (r + shift) * s:(ww - r) * s]
-        b = tile(x[:, :, shift:, shift:], *stats)[:, :, r * s:(wh - r - shift) * s, r * s:(ww - r - shift) * s]
-    return bool(torch.allclose(a, b, atol=1e-4, rtol=0))
 
 
 def _channels(model: nn.Module, mods: list[nn.Module], window: tuple[int, int]) -> dict[int, int]:
@@ -327,11 +263,11 @@ class Window:
     left: int
 
 
-def plan_windows(hw: tuple[int, int], spec: SplitSpec, align: int | None = None) -> list[Window]:
-    """Owned blocks partitioning a frame padded to ``align`` (default the statistics' alignment;
-    at least one window a side), each with a window of ``spec.window`` shifted inside it."""
+def plan_windows(hw: tuple[int, int], spec: SplitSpec) -> list[Window]:
+    """Owned blocks partitioning a frame padded to the alignment (at least one window a side),
+    each with a window of ``spec.window`` shifted inside it."""
     h, w = hw
-    align = align or spec.align
+    align = spec.align
     (wh, ww), (bh, bw), reach = spec.window, spec.block, spec.reach
     if h < wh or w < ww or h % align or w % align:
         raise InputError(f"frame {h}x{w} is not padded for windows of {wh}x{ww} (align {align})")
@@ -343,39 +279,35 @@ def plan_windows(hw: tuple[int, int], spec: SplitSpec, align: int | None = None)
     return out
 
 
-def padded_hw(hw: tuple[int, int], spec: SplitSpec, align: int | None = None) -> tuple[int, int]:
-    """A photo's packed size padded to ``align`` (default the statistics' alignment) and to
-    at least one window: the frame :func:`pad_frame` makes."""
-    a = align or spec.align
+def padded_hw(hw: tuple[int, int], spec: SplitSpec) -> tuple[int, int]:
+    """A photo's packed size padded to the alignment and to at least one window: the frame
+    :func:`pad_frame` makes."""
+    a = spec.align
     return max(spec.window[0], -(-hw[0] // a) * a), max(spec.window[1], -(-hw[1] // a) * a)
 
 
 def tile_windows(hw: tuple[int, int], spec: SplitSpec) -> list[Window]:
-    """The tile pass's windows over a photo of packed size ``hw`` (what the reports count)."""
-    return plan_windows(padded_hw(hw, spec, spec.tile_alignment), spec, spec.tile_alignment)
+    """The windows over a photo of packed size ``hw`` (what the reports count)."""
+    return plan_windows(padded_hw(hw, spec), spec)
 
 
-def pad_frame(packed: np.ndarray, spec: SplitSpec, align: int | None = None) -> np.ndarray:
+def pad_frame(packed: np.ndarray, spec: SplitSpec) -> np.ndarray:
     """Pad a packed (4, h, w) frame at the bottom/right to :func:`padded_hw`."""
-    padded = pad_to_multiple(packed, align or spec.align)
+    padded = pad_to_multiple(packed, spec.align)
     h, w = padded.shape[1:]
-    th, tw = padded_hw((h, w), spec, align)
+    th, tw = padded_hw((h, w), spec)
     if th > h or tw > w:
         padded = np.pad(padded, ((0, 0), (0, th - h), (0, tw - w)), mode="symmetric")
     return padded
 
 
-def _owned_map(m: np.ndarray, win: Window, stride: tuple[int, int],
-               extent: tuple[int | None, int | None] = (None, None)) -> np.ndarray:
-    """The positions of an op's input map (window coords) that ``win`` owns, within the
-    photo's own map ``extent`` (frame map rows, cols; None = the whole padded frame)."""
+def _owned_map(m: np.ndarray, win: Window, stride: tuple[int, int]) -> np.ndarray:
+    """The positions of an op's input map (window coords) that ``win`` owns."""
     sh, sw = stride
     t, b = win.own[0] - win.top, win.own[1] - win.top
     l, r = win.own[2] - win.left, win.own[3] - win.left
-    r1_cap = m.shape[2] if extent[0] is None else extent[0] - win.top // sh
-    c1_cap = m.shape[3] if extent[1] is None else extent[1] - win.left // sw
-    r0, r1 = -(-t // sh), min(m.shape[2], -(-b // sh), r1_cap)
-    c0, c1 = -(-l // sw), min(m.shape[3], -(-r // sw), c1_cap)
+    r0, r1 = -(-t // sh), min(m.shape[2], -(-b // sh))
+    c0, c1 = -(-l // sw), min(m.shape[3], -(-r // sw))
     return m[:, :, r0:max(r0, r1), c0:max(c0, c1)]
 
 
@@ -398,29 +330,24 @@ def run_split(stats_fn: PartFn, tile_fn: PartFn, spec: SplitSpec, packed: np.nda
     h, w = packed.shape[1:]
     frame = pad_frame(np.asarray(packed, np.float32), spec)
     windows = plan_windows(frame.shape[1:], spec)
-    # The tile pass needs only the output path's alignment: its edge windows end on the photo.
-    tile_frame = pad_frame(np.asarray(packed, np.float32), spec, spec.tile_alignment)
-    tiles = tile_windows((h, w), spec)
     run = run if run is not None else SplitRun()
-    run.windows = len(tiles)
-    total, done = len(windows) * len(spec.ops) + len(tiles), 0
+    run.windows = len(windows)
+    total, done = len(windows) * (len(spec.ops) + 1), 0
     wh, ww = spec.window
 
-    def window_input(win: Window, source: np.ndarray = frame) -> np.ndarray:
-        return np.ascontiguousarray(source[None, :, win.top:win.top + wh, win.left:win.left + ww])
+    def window_input(win: Window) -> np.ndarray:
+        return np.ascontiguousarray(frame[None, :, win.top:win.top + wh, win.left:win.left + ww])
 
     stats: dict[str, np.ndarray] = {}
     for op in spec.ops:
         stats.update(op.placeholder())
     t0 = time.perf_counter()
-    photo_hw = tile_frame.shape[1:]       # the photo as the model takes it (its own multiple)
     for op in spec.ops:
         s1 = s2 = None
         n = 0
-        extent = (op.map_length(photo_hw[0], spec.align), op.map_length(photo_hw[1], spec.align))
         for win in windows:
             m = np.asarray(stats_fn({BAYER: window_input(win), **stats})[op.map_output], np.float64)
-            part = _owned_map(m, win, op.stride, extent)
+            part = _owned_map(m, win, op.stride)
             a, q = part.sum(axis=(0, 2, 3)), np.square(part).sum(axis=(0, 2, 3))
             s1, s2 = (a, q) if s1 is None else (s1 + a, s2 + q)
             n += part.shape[2] * part.shape[3]
@@ -435,9 +362,9 @@ def run_split(stats_fn: PartFn, tile_fn: PartFn, spec: SplitSpec, packed: np.nda
 
     t0 = time.perf_counter()
     s = spec.output_scale
-    out = np.empty((tile_frame.shape[1] * s, tile_frame.shape[2] * s, 3), dtype=np.dtype(out_dtype))
-    for win in tiles:
-        y = np.asarray(tile_fn({BAYER: window_input(win, tile_frame), **stats})[RGB])[0]
+    out = np.empty((frame.shape[1] * s, frame.shape[2] * s, 3), dtype=np.dtype(out_dtype))
+    for win in windows:
+        y = np.asarray(tile_fn({BAYER: window_input(win), **stats})[RGB])[0]
         t, b = (win.own[0] - win.top) * s, (win.own[1] - win.top) * s
         l, r = (win.own[2] - win.left) * s, (win.own[3] - win.left) * s
         part = np.clip(np.transpose(y[:, t:b, l:r], (1, 2, 0)), 0, 1)
