@@ -56,6 +56,10 @@ class PhotoVerification:
     peak_rss_mb: float
     passed: bool = True
     failures: list[str] = field(default_factory=list)
+    # --untiled-subject: the same artifacts reshaped to the whole photo (one window) vs the
+    # reference, and the tiled run vs that untiled run: what tiling alone costs.
+    untiled_subject_psnr_db: float | None = None
+    tiled_vs_untiled_subject_psnr_db: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,7 +200,7 @@ def _reference(net: Any, packed: np.ndarray, multiple: int) -> np.ndarray:
 def verify_photo(subject: Any, reference_net: Any, source: Path, *, out_dir: Path | None = None,
                  raw_layout: dict[str, Any] | None = None, overlap: int = 32, two_pass: bool = True,
                  bars: dict[str, float] | None = None, block: int = TWO_PASS_BLOCK,
-                 progress: Callable[[str], None] | None = None) -> PhotoVerification:
+                 progress: Callable[[str], None] | None = None, untiled_subject: bool = False) -> PhotoVerification:
     """One whole photo through ``subject`` (a LoadedRunner) and untiled ``reference_net``."""
     from edge_isp.models import model_info
     from edge_isp.process import global_net, process_image
@@ -268,6 +272,11 @@ def verify_photo(subject: Any, reference_net: Any, source: Path, *, out_dir: Pat
         seam_score=_round(seam_score((rgb - ref).mean(axis=-1, keepdims=True), rows, cols, max(1, overlap * scale))),
         diff_png=diff_png, subject_s=round(subject_s, 2), reference_s=round(reference_s, 2),
         peak_rss_mb=round(peak_rss_mb(), 1))
+    if untiled_subject:
+        say("the subject untiled (its artifacts reshaped to the whole photo)")
+        whole = subject.run_untiled(even.packed())
+        result.untiled_subject_psnr_db = round(_psnr(whole, ref), 3)
+        result.tiled_vs_untiled_subject_psnr_db = round(_psnr(rgb, whole), 3)
     _judge(result, bars)
     return result
 
@@ -300,14 +309,14 @@ def default_bars(min_psnr_db: float | None = None, min_worst_tile_psnr_db: float
 def verify_photos(subject: Any, reference_net: Any, photos: Sequence[Path | str], *, out_dir: Path | None = None,
                   raw_layout: dict[str, Any] | None = None, overlap: int = 32, two_pass: bool = True,
                   bars: dict[str, float] | None = None, block: int = TWO_PASS_BLOCK,
-                  progress: Callable[[str], None] | None = None) -> VerifyReport:
+                  progress: Callable[[str], None] | None = None, untiled_subject: bool = False) -> VerifyReport:
     """Every photo through the subject and the untiled reference; see :func:`verify_photo`."""
     bars = bars if bars is not None else default_bars()
     report = VerifyReport(subject=subject.describe() if hasattr(subject, "describe") else {}, bars=bars)
     for path in photos:
         report.photos.append(verify_photo(subject, reference_net, Path(path), out_dir=out_dir, raw_layout=raw_layout,
                                           overlap=overlap, two_pass=two_pass, bars=bars, block=block,
-                                          progress=progress))
+                                          progress=progress, untiled_subject=untiled_subject))
     return report
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_isp.errors import BundleError, InputError
+from edge_isp.errors import BundleError, InputError, UsageError
 from edge_isp.runtimes.base import Runner, TensorSpec, open_runner
 
 # Runtimes that can run an artifact of each format (the first is the default).
@@ -116,6 +116,31 @@ class LoadedRunner:
         stats_runner, spec = self.split
         self.last_split_run = SplitRun()   # windows and seconds per pass, for reports
         return run_split(stats_runner.run_named, self.runner.run_named, spec, packed, run=self.last_split_run, **kwargs)
+
+    def run_untiled(self, packed: np.ndarray) -> np.ndarray:
+        """A whole packed photo (4, h, w) through this two-pass bundle's own artifacts reshaped
+        to the whole (grid-padded) frame: one window, no tiles. The same weights and INT8
+        quantisation as the tiled run, so comparing the two isolates what tiling costs.
+        Only OpenVINO IR can be reshaped after conversion."""
+        from dataclasses import replace
+
+        from edge_isp.converters.bundle import stats_files
+        from edge_isp.models.split_parts import pad_frame, run_split
+
+        if self.split is None or self.bundle is None:
+            raise InputError(f"{self.name} is not a two-pass bundle: it has no untiled run to compare with")
+        if self.runtime != "openvino":
+            raise UsageError(f"{self.name}: only OpenVINO IR can be reshaped to a whole photo after conversion; "
+                             "convert for an openvino-* target to compare tiled and untiled runs of one artifact")
+        _, spec = self.split
+        hw = tuple(int(v) for v in pad_frame(np.zeros((1, *packed.shape[1:]), np.float32), spec).shape[1:])
+        options = {**self.bundle.manifest["artifact"].get("runtime_options", {}), "input_hw": hw}
+        if self.threads:
+            options["threads"] = int(self.threads)
+        stats = open_runner("openvino", self.bundle.path / stats_files(self.bundle.manifest)[0], **options)
+        tiles = open_runner("openvino", self.bundle.model_file, **options)
+        whole = replace(spec, window=hw, reach=0)                 # one window: the frame itself
+        return run_split(stats.run_named, tiles.run_named, whole, packed)
 
     def warmup(self, runs: int = 2) -> float:
         """Run ``runs`` inferences on a random input (first-call allocation, JIT, caches).

@@ -19,7 +19,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edge_isp.errors import BundleError, InputError  # noqa: E402
+from edge_isp.errors import BundleError, InputError, UsageError  # noqa: E402
 from edge_isp.models import create  # noqa: E402
 from edge_isp.models.global_context import plan_for  # noqa: E402
 from edge_isp.models.split_parts import (  # noqa: E402
@@ -275,6 +275,31 @@ def test_two_pass_on_other_host_formats(target, tmp_path):
 
     packed = sky(216, 432)
     assert psnr(runner.run_photo(packed), untiled(load_default(), packed)) > 60
+
+
+@pytest.mark.slow
+def test_int8_two_pass_tiles_cost_nothing_against_the_same_artifacts_untiled(tmp_path, shared_raw):
+    """INT8 two-pass bundle on the whole chart: within 1 dB of the same INT8 artifacts
+    reshaped to the whole photo (OpenVINO), both measured against float PyTorch."""
+    from edge_isp.converters.pipeline import ConvertOptions, convert
+    from edge_isp.models.pretrained import load_default
+    from edge_isp.runtimes import open_bundle
+    from edge_isp.whole_photo import verify_photo
+
+    result = convert(ConvertOptions(target="openvino-int8", input_size=(432, 432), output=tmp_path / "b",
+                                    calib_samples=8, verify_samples=2))
+    runner = open_bundle(result.bundle.path)
+    photo = verify_photo(runner, load_default(), shared_raw / "openisp_1920x1080_rggb_u16le.raw",
+                         raw_layout=CHART_LAYOUT, untiled_subject=True)
+    assert photo.mode.startswith("two-pass bundle") and photo.tiles >= 6
+    assert photo.untiled_subject_psnr_db is not None and photo.untiled_subject_psnr_db > 30
+    assert abs(photo.psnr_db - photo.untiled_subject_psnr_db) <= 1.0
+    assert photo.tiled_vs_untiled_subject_psnr_db > photo.psnr_db + 10     # tiling is not where the error is
+    # A one-artifact or non-OpenVINO bundle cannot be reshaped: said, not guessed.
+    fp32 = convert(ConvertOptions(target="onnx-fp32", input_size=(432, 432), output=tmp_path / "onnx",
+                                  verify_samples=2))
+    with pytest.raises(UsageError, match="OpenVINO"):
+        open_bundle(fp32.bundle.path).run_untiled(sky(216, 216))
 
 
 @pytest.mark.slow

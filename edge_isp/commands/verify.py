@@ -10,7 +10,7 @@ from rich.table import Table
 
 from edge_isp.commands._common import JsonFlag, err, out, parse_hw, parse_options, print_json
 from edge_isp.commands.raw import _CFA, _CROP_EVEN, _FORCE_CFA, _HEADER
-from edge_isp.errors import CheckFailedError, InputError
+from edge_isp.errors import CheckFailedError, InputError, UsageError
 
 app = typer.Typer()
 
@@ -24,6 +24,7 @@ def verify(
     tile: Optional[str] = typer.Option(None, "--tile", help="RAW mosaic tile HxW for --model's blended tiles (with --no-two-pass)."),
     two_pass: bool = typer.Option(True, "--two-pass/--no-two-pass", help="Exact two-pass tiling for models with global ops (PyTorch subjects)."),
     block: int = typer.Option(288, "--block", help="Two-pass owned block, packed px (rounded to the model's alignment)."),
+    untiled_subject: bool = typer.Option(False, "--untiled-subject", help="Also run the bundle's own artifacts reshaped to the whole photo (OpenVINO two-pass bundles): tiled vs untiled of the same INT8/FP model."),
     overlap: int = typer.Option(32, "--overlap", help="Blended-tile overlap, packed px (also the seam score's blend width)."),
     output_dir: Path = typer.Option(Path("edge-isp-out/verify"), "--output", "-o", help="Folder for the diff heat-maps."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace heat-maps that exist already."),
@@ -48,6 +49,8 @@ def verify(
     missing = [str(p) for p in photos if not p.is_file()]
     if missing:
         raise InputError(f"photo(s) not found: {', '.join(missing[:3])}")
+    if untiled_subject and bundle is None:
+        raise InputError("--untiled-subject compares a bundle's tiled run with its own artifacts untiled; name a bundle")
     if bundle is not None and (model or option or tile):
         raise InputError("--model, --option and --tile describe a PyTorch subject; a bundle brings its own")
     ensure_writable_folder(output_dir, "--output")
@@ -69,10 +72,13 @@ def verify(
             reference = reference_net_for_bundle(load_bundle(bundle).manifest, weights)
         else:
             subject, reference = _torch_subject(model, weights, parse_options(option), parse_hw(tile, "--tile"))
+    if untiled_subject and (subject.split is None or subject.runtime != "openvino"):
+        raise UsageError(f"--untiled-subject needs a two-pass OpenVINO bundle (only IR can be reshaped to a whole "
+                         f"photo); {bundle} is {'one artifact' if subject.split is None else subject.runtime}")
     bars = default_bars(min_psnr, min_tile_psnr, max_seam)
     with err.status("verifying") as status:
         report = verify_photos(subject, reference, photos, out_dir=output_dir, raw_layout=layout, overlap=overlap,
-                               two_pass=two_pass, bars=bars, block=block,
+                               two_pass=two_pass, bars=bars, block=block, untiled_subject=untiled_subject,
                                progress=lambda stage: status.update(f"[bold]verify[/]: {stage}"))
     if as_json:
         print_json(report.to_dict())
@@ -110,3 +116,8 @@ def _print(report: Any) -> None:
     table.caption = (f"bars: PSNR >= {b['min_psnr_db']:g} dB, worst tile >= {b['min_worst_tile_psnr_db']:g} dB, "
                      f"seam score <= {b['max_seam_score']:g}")
     out.print(table)
+    for p in report.photos:
+        if p.untiled_subject_psnr_db is not None:
+            out.print(f"{Path(p.source).name}: the same artifacts untiled {p.untiled_subject_psnr_db:.1f} dB vs the "
+                      f"reference (tiled {p.psnr_db:.1f} dB); tiled vs untiled {p.tiled_vs_untiled_subject_psnr_db:.1f} dB",
+                      highlight=False, markup=False, soft_wrap=True)
