@@ -295,6 +295,15 @@ def test_int8_two_pass_tiles_cost_nothing_against_the_same_artifacts_untiled(tmp
     assert photo.untiled_subject_psnr_db is not None and photo.untiled_subject_psnr_db > 30
     assert abs(photo.psnr_db - photo.untiled_subject_psnr_db) <= 1.0
     assert photo.tiled_vs_untiled_subject_psnr_db > photo.psnr_db + 10     # tiling is not where the error is
+    # The CLI judges an INT8 bundle by its target's bar (as convert --verify-photo does).
+    layout = ["--width", "1920", "--height", "1080", "--cfa", "rggb", "--white", "1023"]
+    done = _run_cli("verify", str(result.bundle.path), str(shared_raw / "openisp_1920x1080_rggb_u16le.raw"), *layout,
+                    "--untiled-subject", "--min-tile-psnr", "20", "--json", "-o", str(tmp_path / "diff"), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr     # (8 calibration crops: a rough INT8 model)
+    report = json.loads(done.stdout)
+    assert report["bars"]["min_psnr_db"] < 50 and report["bars"]["max_seam_score"] is None
+    assert report["bars"]["min_worst_tile_psnr_db"] == 20            # an explicit bar still wins
+    assert report["photos"][0]["tiled_vs_untiled_subject_psnr_db"] > 60
     # A one-artifact or non-OpenVINO bundle cannot be reshaped: said, not guessed.
     fp32 = convert(ConvertOptions(target="onnx-fp32", input_size=(432, 432), output=tmp_path / "onnx",
                                   verify_samples=2))
