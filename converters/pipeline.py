@@ -25,7 +25,7 @@ from edge_isp.converters.calibration import DEFAULT_CALIB_SAMPLES, DEFAULT_VERIF
 from edge_isp.converters.fit import FitOptions, fitted_export, require_supported
 from edge_isp.converters.targets import Target, get_target
 from edge_isp.converters.verify import Verification, compare_outputs, require_passed
-from edge_isp.errors import InputError, OutputError
+from edge_isp.errors import ConversionError, InputError, OutputError
 
 def _default_spec():
     from edge_isp.models.pretrained import DEFAULT
@@ -78,6 +78,10 @@ class ConvertOptions:
     # Whole photos (RAW files) run tiled through the built artifact(s) and compared with the
     # untiled PyTorch model; below the bars the bundle is refused (edge_isp/whole_photo.py).
     verify_photos: tuple[Path, ...] = ()
+    # TFLite targets: onnx2tf (ONNX -> TFLite, guesses layouts from shapes) or litert-torch
+    # (PyTorch -> TFLite, float32); auto = onnx2tf unless an activation's shape makes its
+    # layout ambiguous at this size and the litert-torch toolchain is installed.
+    route: str = "auto"
     # Working-memory budget of one window (MiB): the largest window that fits is chosen
     # (two-pass models; measured, edge_isp/tile_planner.py). Excludes --input-size.
     max_memory_mb: float | None = None
@@ -123,6 +127,7 @@ class _Context:
     calib: InputSet
     held_out: InputSet
     accelerator: str | None = None     # resolved --soc / Target.accelerator_config
+    source: Any = None                 # litert_torch.TorchSource the ONNX file came from
 
 
 def _keep_float(ctx: _Context, fmt: str) -> tuple[str, ...]:
@@ -169,14 +174,50 @@ def _build_onnx(ctx: _Context) -> _Built:
     return _Built(ctx.onnx_path)
 
 
+def choose_route(ctx: _Context) -> tuple[str, str]:
+    """(route, why) for a TFLite build: the user's --route, or onnx2tf unless its layout guess
+    is ambiguous at this size and litert-torch can take the model (float, installed)."""
+    from edge_isp.converters import litert_torch
+    from edge_isp.converters.layout_guard import find_collisions
+
+    route = ctx.opts.route
+    if route not in litert_torch.ROUTES:
+        raise InputError(f"--route {route!r} is not one of {', '.join(litert_torch.ROUTES)}")
+    if route == "litert-torch" and ctx.target.precision != "fp32":
+        raise InputError(f"--route litert-torch builds float32 TFLite; {ctx.target.name} is {ctx.target.precision}: "
+                         "use a -fp32 target or --route onnx2tf")
+    if route != "auto":
+        return route, "asked (--route)"
+    collisions = find_collisions(ctx.onnx_path)
+    if not collisions:
+        return "onnx2tf", "no layout ambiguity at this size"
+    why = f"{len(collisions)} activation(s) have as many channels as rows or columns (e.g. {collisions[0]})"
+    if ctx.target.precision != "fp32":
+        return "onnx2tf", f"{why}; litert-torch builds float32 only"
+    if not litert_torch.available():
+        return "onnx2tf", f"{why}; the litert-torch toolchain is not installed ('edge-isp toolchain install litert-torch')"
+    return "litert-torch", why
+
+
 def _build_tflite(ctx: _Context) -> _Built:
     from edge_isp.converters import tflite
 
+    route, why = choose_route(ctx) if ctx.target.format == "tflite" else ("onnx2tf", "vendor compilers take it")
+    if route == "litert-torch":
+        from edge_isp.converters import litert_torch
+
+        if ctx.source is None:
+            raise ConversionError("the litert-torch route needs the PyTorch module this graph came from")
+        out = ctx.work / "model_litert_torch.tflite"
+        info = litert_torch.convert(ctx.source, out, ctx.work / "litert_torch")
+        return _Built(out, quantization={"weights": "float32", "route": {**info, "why": why}},
+                      runtime_options={"layout": "NCHW"})   # the program's own interface, not onnx2tf's NHWC
     saved, f32, f16 = tflite.onnx_to_saved_model(ctx.onnx_path, ctx.work / "tf", ctx.input_name, ctx.calib.data)
+    onnx2tf = {"route": {"route": "onnx2tf", "why": why}}
     if ctx.target.precision == "fp32":
-        return _Built(f32, quantization={"weights": "float32"})
+        return _Built(f32, quantization={"weights": "float32", **onnx2tf})
     if ctx.target.precision == "fp16":
-        return _Built(f16, quantization={"weights": "float16", "activations": "float32 (delegates may run fp16)"})
+        return _Built(f16, quantization={"weights": "float16", "activations": "float32 (delegates may run fp16)", **onnx2tf})
     io_dtype = ctx.opts.io_dtype or ctx.target.io_dtype
     _check_keep_float(ctx, "tflite", tflite.op_names(f32))
     calibrated = tflite.calibrate(saved, ctx.calib.data, ctx.calib.extra, ctx.input_name)
@@ -186,7 +227,7 @@ def _build_tflite(ctx: _Context) -> _Built:
                                  per_channel=ctx.opts.per_channel, keep_float_ops=keep, keep_float_nodes=nodes,
                                  layer_report=ctx.opts.layer_report, extra=ctx.calib.extra, names_from=f32,
                                  output_order=_onnx_output_names(ctx.onnx_path))
-    return _Built(built.path, quantization=built.quantization, layer_errors=built.layer_errors)
+    return _Built(built.path, quantization={**built.quantization, **onnx2tf}, layer_errors=built.layer_errors)
 
 
 def _onnx_output_names(onnx_path: Path) -> list[str]:
@@ -485,22 +526,31 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     work = _work_folder()
     try:
         done = stage("onnx")
+        from edge_isp.converters.litert_torch import source_of
+
+        sources: dict[Path, Any] = {}     # each ONNX file's PyTorch program (the litert-torch route)
+
+        def export(module: Any, shape: Any, path: Path, **kwargs: Any) -> Any:
+            sources[Path(path)] = source_of(module, shape, **kwargs)
+            return fitted_export(fit)(module, shape, path, **kwargs)
+
         if split is None:
-            exported = fitted_export(fit)(model, (1, 4, *packed_hw), work / "model.onnx")
+            exported = export(model, (1, 4, *packed_hw), work / "model.onnx")
         else:
-            stats_exported, exported = two_pass.export_parts(fitted_export(fit), model, split, work)
+            stats_exported, exported = two_pass.export_parts(export, model, split, work)
         if "norm" in opts.keep_float and not _has_norm(exported.op_types):
             raise InputError(f"--keep-float norm: {opts.model} has no normalisation layers (none of "
                              f"{', '.join(NORM_ONNX_OPS)} in its graph); drop the flag")
         done()
 
         done = stage(target.format)
-        ctx = _Context(opts, target, exported.path, exported.input_name, work, calib, held_out, accelerator)
+        ctx = _Context(opts, target, exported.path, exported.input_name, work, calib, held_out, accelerator,
+                       sources.get(Path(exported.path)))
         built = FORMAT_BUILDERS[target.format](ctx)
         if split is not None:
             (work / "stats").mkdir()
             stats_ctx = _Context(opts, target, stats_exported.path, stats_exported.input_name, work / "stats",
-                                 calib, held_out, accelerator)
+                                 calib, held_out, accelerator, sources.get(Path(stats_exported.path)))
             stats_built = FORMAT_BUILDERS[target.format](stats_ctx)
         done()
 

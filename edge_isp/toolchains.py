@@ -99,6 +99,15 @@ _add(Toolchain("litert-aot", ("ai-edge-litert==2.3.0", "openvino==2026.3.1"), "a
                        "google-tensor": (*_LITERT_SDK, "ai-edge-litert-sdk-google-tensor==2.3.0")}))
 
 
+# litert-torch converts PyTorch straight to TFLite (torch.export -> StableHLO -> TFLite), with
+# no ONNX layout guessing. It pins ai-edge-litert 2.3 and numpy 2.4, which TensorFlow 2.19
+# (onnx2tf's) cannot share: its own env. The program travels as a torch.export archive, so
+# the same torch (2.13, CPU) on both sides.
+_add(Toolchain("litert-torch", ("torch==2.13.0", "litert-torch==0.10.0"), "litert-torch",
+               "toolchain_litert_torch_worker.py",
+               "LiteRT-Torch: PyTorch -> TFLite without ONNX (any input size; the route around onnx2tf's layout guess)"))
+
+
 def get_toolchain(name: str) -> Toolchain:
     return lookup(_TOOLCHAINS, name, "toolchain")
 

@@ -29,19 +29,25 @@ def _interpreter_class(prefer: str):
     return require(modules["litert"], "running TFLite models").Interpreter
 
 
-def _spec(detail: dict, channels: int) -> TensorSpec:
+def _spec(detail: dict, channels: int, layout: str | None = None) -> TensorSpec:
     shape = tuple(int(d) for d in detail["shape"])
     scale, zero = detail.get("quantization", (0.0, 0))
     dtype = np.dtype(detail["dtype"]).name
     quantised = dtype in ("int8", "uint8", "int16") and scale
     return TensorSpec(
-        name=detail["name"], shape=shape, dtype=dtype, layout=infer_layout(shape, channels),
+        name=detail["name"], shape=shape, dtype=dtype,
+        layout=layout if layout and len(shape) == 4 else infer_layout(shape, channels),
         scale=float(scale) if quantised else None, zero_point=int(zero) if quantised else None,
     )
 
 
 class LiteRTRunner:
-    def __init__(self, model_path: Path, threads: int | None = None, flavour: str = "litert") -> None:
+    def __init__(self, model_path: Path, threads: int | None = None, flavour: str = "litert",
+                 layout: str | None = None) -> None:
+        # layout: the rank-4 tensors' layout when the converter says it (litert-torch keeps
+        # PyTorch's NCHW); None = onnx2tf's NHWC / inferred from the shape.
+        if layout not in (None, "NCHW", "NHWC"):
+            raise InputError(f"{model_path}: unknown tensor layout {layout!r} in the bundle (NCHW or NHWC)")
         self.runtime = "litert" if flavour == "litert" else "tflite-runtime"
         cls = _interpreter_class(flavour)
         try:
@@ -51,8 +57,8 @@ class LiteRTRunner:
         self._interp.allocate_tensors()
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
-        self.input_spec = _spec(self._in, channels=4)
-        self.output_spec = _spec(self._out, channels=3)
+        self.input_spec = _spec(self._in, channels=4, layout=layout)
+        self.output_spec = _spec(self._out, channels=3, layout=layout)
         # Named I/O from the signature (onnx2tf keeps the ONNX names there): several inputs
         # are found by name, never by position, which onnx2tf does not keep. Indices, not a
         # SignatureRunner, which would hold the interpreter's buffers.
@@ -64,11 +70,14 @@ class LiteRTRunner:
             self._named_out = {n: details[i] for n, i in sig["outputs"].items()}
         else:
             self._named_in, self._named_out = {self.input_spec.name: self._in}, {self.output_spec.name: self._out}
-        self.inputs = {n: _named_spec(n, d) for n, d in self._named_in.items()}
-        self.outputs = {n: _named_spec(n, d) for n, d in self._named_out.items()}
+        self.inputs = {n: _named_spec(n, d, layout) for n, d in self._named_in.items()}
+        self.outputs = {n: _named_spec(n, d, layout) for n, d in self._named_out.items()}
         if "bayer" in self._named_in:
             self._in = self._named_in["bayer"]
-            self.input_spec = _spec(self._in, channels=4)
+            self.input_spec = _spec(self._in, channels=4, layout=layout)
+        if "rgb" in self._named_out:
+            self._out = self._named_out["rgb"]
+            self.output_spec = _spec(self._out, channels=3, layout=layout)
 
     def run(self, packed: np.ndarray) -> np.ndarray:
         check_input(packed, self.input_spec)
@@ -88,13 +97,14 @@ class LiteRTRunner:
         return {n: decode_output(self._interp.get_tensor(d["index"]), self.outputs[n]) for n, d in self._named_out.items()}
 
 
-def _named_spec(name: str, detail: dict) -> TensorSpec:
-    """A signature tensor: every rank-4 tensor of an onnx2tf model is NHWC (no guessing)."""
+def _named_spec(name: str, detail: dict, layout: str | None = None) -> TensorSpec:
+    """A signature tensor: every rank-4 tensor of an onnx2tf model is NHWC (no guessing), of a
+    litert-torch model what the bundle says (NCHW)."""
     shape = tuple(int(d) for d in detail["shape"])
     scale, zero = detail.get("quantization", (0.0, 0))
     dtype = np.dtype(detail["dtype"]).name
     quantised = dtype in ("int8", "uint8", "int16") and scale
-    return TensorSpec(name=name, shape=shape, dtype=dtype, layout="NHWC" if len(shape) == 4 else "NCHW",
+    return TensorSpec(name=name, shape=shape, dtype=dtype, layout=(layout or "NHWC") if len(shape) == 4 else "NCHW",
                       scale=float(scale) if quantised else None, zero_point=int(zero) if quantised else None)
 
 
@@ -102,5 +112,5 @@ register_runner("litert")(LiteRTRunner)
 
 
 @register_runner("tflite-runtime")
-def _open_tflite_runtime(model_path: Path, threads: int | None = None) -> LiteRTRunner:
-    return LiteRTRunner(model_path, threads=threads, flavour="tflite-runtime")
+def _open_tflite_runtime(model_path: Path, threads: int | None = None, layout: str | None = None) -> LiteRTRunner:
+    return LiteRTRunner(model_path, threads=threads, flavour="tflite-runtime", layout=layout)

@@ -15,8 +15,9 @@ fi
 .venv/bin/python -m pip install --quiet -e ".[all]"
 # Vendor NPU compilers pin conflicting packages: each gets its own environment
 # (~/.cache/edge-isp/toolchains): Vela (Arm Ethos-U) 12 s / ~100 MB, rknn-toolkit2
-# (Rockchip) ~2 min / 1.5 GB, LiteRT AOT NPU plugins ~20 s / 340 MB. Already installed = no-op.
-for toolchain in vela rknn litert-aot; do
+# (Rockchip) ~2 min / 1.5 GB, LiteRT AOT NPU plugins ~20 s / 340 MB, LiteRT-Torch (PyTorch -> TFLite,
+# its numpy/ai-edge-litert pins clash with TensorFlow) ~1 GB. Already installed = no-op.
+for toolchain in vela rknn litert-aot litert-torch; do
   .venv/bin/edge-isp toolchain install "$toolchain"
 done
 echo "edge-isp installed in .venv ($(du -sh .venv | cut -f1))"

@@ -39,6 +39,7 @@ def convert(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at the output folder (never anything else)."),
     verify_photo: list[Path] = typer.Option([], "--verify-photo", help="RAW photo to run whole through the new artifact(s) against the untiled PyTorch model (PSNR, worst tile, seam score); below the bars no bundle is written. Repeatable."),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Working-memory budget of one window, e.g. 512MB: the largest two-pass window that fits is chosen (measured on the model; instead of --input-size)."),
+    route: str = typer.Option("auto", "--route", help="TFLite targets: auto | onnx2tf | litert-torch. litert-torch converts PyTorch directly (float32; 'edge-isp toolchain install litert-torch'); auto takes it when onnx2tf's layout guess is ambiguous at this size."),
     tiling: str = typer.Option("auto", "--tiling", help="auto | two-pass | blended. two-pass (auto for models that read the whole image, e.g. channel attention or instance norm): a statistics part and a tile part, exact at any photo size."),
     results: Optional[Path] = typer.Option(None, "--results", help="Results store for vendor-compiler estimates (default $EDGE_ISP_RESULTS or ./edge-isp-results.sqlite)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not record vendor-compiler estimates."),
@@ -59,7 +60,7 @@ def convert(
         per_channel=not per_tensor, io_dtype=io_dtype, nncf_preset=nncf_preset, layer_report=layer_report,
         fit=parse_options(fit, "fit option"), require_full_delegation=require_full,
         raw_layout=parse_options(raw_option, "RAW option"), soc=soc, output=output, overwrite=overwrite,
-        tiling=tiling, verify_photos=tuple(verify_photo),
+        tiling=tiling, route=route, verify_photos=tuple(verify_photo),
         max_memory_mb=parse_memory(max_memory) if max_memory is not None else None,
     )
     if as_json:
@@ -96,6 +97,10 @@ def convert(
         out.print(f"whole photo {Path(photo['source']).name}: {photo['psnr_db']:.1f} dB, worst tile "
                   f"{photo['worst_tile_psnr_db']:.1f} dB, seam score {photo['seam_score'] if photo['seam_score'] is not None else '-'} "
                   f"({photo['mode']}, {photo['tiles']} tiles) vs untiled PyTorch", highlight=False)
+    route = (m.get("quantization") or {}).get("route")
+    if isinstance(route, dict) and route.get("route") == "litert-torch":
+        out.print(f"route: litert-torch {route.get('version')} (PyTorch -> TFLite, NCHW interface): {route.get('why')}",
+                  highlight=False, soft_wrap=True)
     tiling_ = m.get("tiling") or {}
     if tiling_.get("mode") == "two-pass":
         parts = v.get("parts", {})

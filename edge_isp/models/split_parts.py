@@ -171,6 +171,7 @@ class _Part(nn.Module):
         self.model = model
         self.spec = spec
         mods = global_modules(model)
+        self._order = order
         self._ops_in_order = [mods[i] for i in order]
 
     def _stats(self, stats: tuple[torch.Tensor, ...]) -> dict[nn.Module, Any]:
@@ -197,13 +198,22 @@ class StatsPart(_Part):
     """(bayer, statistics...) -> every global op's input map: the statistics pass. The
     forward ends at the last global op, so the decoder is not part of the graph."""
 
+    stop_early = True
+
+    def traceable(self) -> StatsPart:
+        """The same part without the early stop (an exception torch.export cannot trace
+        through): the decoder runs, its result is unused and dead-code elimination drops it."""
+        part = StatsPart(self.model, self.spec, self._order)
+        part.stop_early = False
+        return part.eval()
+
     def forward(self, bayer: torch.Tensor, *stats: torch.Tensor) -> tuple[torch.Tensor, ...]:
         maps: dict[nn.Module, torch.Tensor] = {}
         last = self._ops_in_order[-1]
 
         def record(mod: nn.Module, x: torch.Tensor) -> None:
             maps[mod] = x
-            if mod is last:
+            if mod is last and self.stop_early:
                 raise _Done
 
         try:

@@ -1,0 +1,90 @@
+"""The litert-torch route: PyTorch -> TFLite without ONNX's layout guess, so sizes where an
+activation has as many channels as rows or columns convert exactly (onnx2tf can guess the
+wrong axis there). Real conversions in the toolchain's own environment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from _photos import psnr, sky  # noqa: E402
+from edge_isp.errors import InputError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def litert_torch_env(toolchain_env) -> Path:
+    return toolchain_env("litert-torch")
+
+
+def _ctx(tmp_path: Path, target: str, route: str, hw: tuple[int, int]):
+    from edge_isp.converters.onnx_export import export_onnx
+    from edge_isp.converters.pipeline import ConvertOptions, _Context
+    from edge_isp.converters.targets import get_target
+    from edge_isp.models import create
+
+    exported = export_onnx(create("pynet-v2-mobile", seed=0).eval(), (1, 4, *hw), tmp_path / "m.onnx")
+    return _Context(ConvertOptions(model="pynet-v2-mobile", target=target, route=route), get_target(target),
+                    exported.path, exported.input_name, tmp_path, None, None)
+
+
+def test_route_choice_says_why(tmp_path, monkeypatch):
+    from edge_isp.converters.pipeline import choose_route
+
+    monkeypatch.setenv("EDGE_ISP_TOOLCHAINS", str(tmp_path / "none"))       # nothing installed
+    ambiguous = _ctx(tmp_path, "cpu-fp32", "auto", (128, 128))               # 64x64 maps with 64 channels
+    route, why = choose_route(ambiguous)
+    assert route == "onnx2tf" and "as many channels as rows or columns" in why and "toolchain install" in why
+    route, why = choose_route(_ctx(tmp_path, "nnapi-int8", "auto", (128, 128)))
+    assert route == "onnx2tf" and "float32 only" in why
+    with pytest.raises(InputError, match="float32"):
+        choose_route(_ctx(tmp_path, "nnapi-int8", "litert-torch", (128, 128)))
+    with pytest.raises(InputError, match="--route 'tf'"):
+        choose_route(_ctx(tmp_path, "cpu-fp32", "tf", (128, 128)))
+
+
+@pytest.mark.slow
+def test_a_size_onnx2tf_gets_wrong_converts_exactly(tmp_path, litert_torch_env):
+    from edge_isp.converters.layout_guard import find_collisions
+    from edge_isp.converters.pipeline import ConvertOptions, choose_route, convert
+    from edge_isp.runtimes import open_bundle
+
+    assert find_collisions(_ctx(tmp_path, "cpu-fp32", "auto", (128, 128)).onnx_path)   # onnx2tf's trap
+    assert choose_route(_ctx(tmp_path, "cpu-fp32", "auto", (128, 128)))[0] == "litert-torch"
+    result = convert(ConvertOptions(model="pynet-v2-mobile", target="cpu-fp32", input_size=(256, 256),
+                                    tiling="blended", verify_samples=2, output=tmp_path / "b"))
+    m = result.manifest
+    assert m["quantization"]["route"]["route"] == "litert-torch" and m["artifact"]["runtime_options"]["layout"] == "NCHW"
+    assert result.verification.passed and result.verification.min_sample_psnr_db > 90
+    runner = open_bundle(result.bundle.path)
+    x = np.random.default_rng(1).random((1, 4, 128, 128), dtype=np.float32)
+    with torch.no_grad():
+        from edge_isp.models import create
+
+        ref = create("pynet-v2-mobile", seed=0).eval()(torch.from_numpy(x)).numpy()
+    assert runner.input_spec.layout == "NCHW" and psnr(runner.run(x), ref) > 90
+
+
+@pytest.mark.slow
+def test_two_pass_parts_keep_their_names_through_litert_torch(tmp_path, litert_torch_env):
+    from edge_isp.converters.pipeline import ConvertOptions, convert
+    from edge_isp.models.pretrained import load_default
+    from edge_isp.runtimes import open_bundle
+    from edge_isp.whole_photo import _reference
+
+    result = convert(ConvertOptions(target="cpu-fp32", input_size=(432, 432), route="litert-torch",
+                                    verify_samples=2, output=tmp_path / "b"))
+    m = result.manifest
+    assert m["tiling"]["mode"] == "two-pass" and m["quantization"]["route"]["route"] == "litert-torch"
+    # The statistics part ends at the last global op: the decoder is dropped from its graph.
+    assert (m["tiling"]["stats_artifact"]["support_check"]["counts"]["ops_total"]
+            < m["support_check"]["counts"]["ops_total"])
+    runner = open_bundle(result.bundle.path)
+    assert set(runner.split[0].inputs) == set(runner.runner.inputs) >= {"bayer", "g0_mean", "g1_mean"}
+    packed = sky(252, 304)                                       # unaligned: the photo grid
+    assert psnr(runner.run_photo(packed), _reference(load_default(), packed, 4)) > 90
+    assert json.loads((result.bundle.path / "manifest.json").read_text())["artifact"]["runtime_options"]["layout"] == "NCHW"
