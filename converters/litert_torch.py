@@ -7,8 +7,8 @@ lowers the PyTorch program itself (torch.export -> StableHLO -> TFLite) and keep
 program's own NCHW interface (the bundle records ``layout: NCHW`` for the runner), so any input size converts as the model computes it.
 
 It runs in its own environment (``edge-isp toolchain install litert-torch``): the program
-is exported here with ``torch.export`` and converted there. Float32 only for now: INT8
-and float16 weight storage stay on the onnx2tf route.
+is exported here with ``torch.export`` and converted there; float16 weights and full-integer
+INT8 (calibrated on the pipeline's own RAW crops) are made there by ai-edge-quantizer.
 """
 
 from __future__ import annotations
@@ -66,8 +66,62 @@ class _Named:
         return Named().eval()
 
 
-def convert(source: TorchSource, out_path: Path, work: Path) -> dict[str, Any]:
-    """``source`` as a float32 TFLite model at ``out_path``; returns what the toolchain said."""
+def apply_fits(source: TorchSource, fit: Any) -> tuple[TorchSource, dict[str, Any]]:
+    """The fit options that have a PyTorch-level form, applied to a copy of the program (the
+    ONNX rewrites of ``converters.fit`` never see this route). Returns the source and what
+    was applied / left out, for the manifest."""
+    import copy
+
+    applied: list[str] = []
+    module = source.module
+    if fit is not None and fit.reflect_pad_as_slices:
+        module = copy.deepcopy(module)
+        if _reflect_pads_as_slices(module):
+            applied.append("reflect_pad_as_slices")
+    wanted = {k for k, v in (fit.to_dict() if fit is not None else {}).items() if v not in (False, "crd")}
+    return (TorchSource(module, source.inputs, source.outputs),
+            {"applied": applied, "not_on_this_route": sorted(wanted - set(applied) - {"reflect_pad_as_slices"})})
+
+
+def _reflect_pads_as_slices(module: Any) -> int:
+    """Every Conv2d with reflect padding becomes one-column/row slices + concatenation around
+    an unpadded conv: the same numbers, and no MIRROR_PAD (NNAPI feature level 7)."""
+    torch = require("torch", "the litert-torch route")
+    nn = torch.nn
+
+    class SlicePadConv(nn.Module):
+        def __init__(self, conv: Any) -> None:
+            super().__init__()
+            self.ph, self.pw = conv.padding
+            conv.padding, conv.padding_mode = (0, 0), "zeros"
+            conv._reversed_padding_repeated_twice = [0, 0, 0, 0]   # what padding_mode reads
+            self.conv = conv
+
+        def forward(self, x: Any) -> Any:
+            return self.conv(_mirror(_mirror(x, self.pw, 3), self.ph, 2))
+
+    def _mirror(x: Any, p: int, dim: int) -> Any:
+        if not p:
+            return x
+        n = x.shape[dim]
+        before = [x.narrow(dim, i, 1) for i in range(p, 0, -1)]
+        after = [x.narrow(dim, n - 1 - i, 1) for i in range(1, p + 1)]
+        return torch.cat([*before, x, *after], dim=dim)
+
+    count = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Conv2d) and child.padding_mode == "reflect" and isinstance(child.padding, tuple):
+                setattr(parent, name, SlicePadConv(child))
+                count += 1
+    return count
+
+
+def convert(source: TorchSource, out_path: Path, work: Path, precision: str = "fp32",
+            calibration: Mapping[str, Any] | None = None, per_channel: bool = True) -> dict[str, Any]:
+    """``source`` as a TFLite model at ``out_path`` (fp32, fp16 weights, or full-integer INT8
+    calibrated on ``calibration``: input name -> (N, ...) NCHW arrays); returns what the
+    toolchain said."""
     torch = require("torch", "the litert-torch route")
     work.mkdir(parents=True, exist_ok=True)
     program = work / "program.pt2"
@@ -79,17 +133,25 @@ def convert(source: TorchSource, out_path: Path, work: Path) -> dict[str, Any]:
     except Exception as exc:  # torch.export raises many types for untraceable code
         raise ConversionError(f"torch.export could not trace the model for litert-torch: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
-    resp = toolchains.run("litert-torch", {"op": "convert", "program": str(program),
-                                           "inputs": {n: list(s) for n, s in source.inputs.items()},
-                                           "output": str(out_path)},
-                          timeout=CONVERT_TIMEOUT_S)
+    request: dict[str, Any] = {"op": "convert", "program": str(program),
+                               "inputs": {n: list(s) for n, s in source.inputs.items()},
+                               "output": str(out_path), "precision": precision, "per_channel": per_channel}
+    if precision == "int8":
+        np = require("numpy", "the litert-torch route")
+        if calibration is None or set(calibration) != set(source.inputs):
+            raise ConversionError(f"INT8 through litert-torch needs calibration data for every input "
+                                  f"({', '.join(source.inputs)})")
+        request["calibration"] = str(work / "calibration.npz")
+        np.savez(request["calibration"], **{n: np.asarray(calibration[n], np.float32) for n in source.inputs})
+    resp = toolchains.run("litert-torch", request, timeout=CONVERT_TIMEOUT_S)
     if not Path(out_path).is_file():
         raise ConversionError(f"litert-torch reported success but wrote no {out_path}")
-    return {"route": "litert-torch", "version": resp.get("version"), "seconds": resp.get("seconds")}
+    return {"route": "litert-torch", "version": resp.get("version"), "seconds": resp.get("seconds"),
+            **({"quantizer": f"ai-edge-quantizer {resp['quantizer_version']}"} if resp.get("quantizer_version") else {})}
 
 
 def available() -> bool:
     return toolchains.status("litert-torch").installed
 
 
-__all__ = ["CONVERT_TIMEOUT_S", "ROUTES", "TorchSource", "available", "convert", "source_of"]
+__all__ = ["CONVERT_TIMEOUT_S", "ROUTES", "TorchSource", "apply_fits", "available", "convert", "source_of"]

@@ -79,8 +79,8 @@ class ConvertOptions:
     # untiled PyTorch model; below the bars the bundle is refused (edge_isp/whole_photo.py).
     verify_photos: tuple[Path, ...] = ()
     # TFLite targets: onnx2tf (ONNX -> TFLite, guesses layouts from shapes) or litert-torch
-    # (PyTorch -> TFLite, float32); auto = onnx2tf unless an activation's shape makes its
-    # layout ambiguous at this size and the litert-torch toolchain is installed.
+    # (PyTorch -> TFLite); auto = onnx2tf unless an activation's shape makes its layout
+    # ambiguous at this size and the litert-torch toolchain is installed.
     route: str = "auto"
     # Working-memory budget of one window (MiB): the largest window that fits is chosen
     # (two-pass models; measured, edge_isp/tile_planner.py). Excludes --input-size.
@@ -128,6 +128,7 @@ class _Context:
     held_out: InputSet
     accelerator: str | None = None     # resolved --soc / Target.accelerator_config
     source: Any = None                 # litert_torch.TorchSource the ONNX file came from
+    fit: Any = None                    # the FitOptions in force (the litert-torch route applies its own forms)
 
 
 def _keep_float(ctx: _Context, fmt: str) -> tuple[str, ...]:
@@ -183,20 +184,31 @@ def choose_route(ctx: _Context) -> tuple[str, str]:
     route = ctx.opts.route
     if route not in litert_torch.ROUTES:
         raise InputError(f"--route {route!r} is not one of {', '.join(litert_torch.ROUTES)}")
-    if route == "litert-torch" and ctx.target.precision != "fp32":
-        raise InputError(f"--route litert-torch builds float32 TFLite; {ctx.target.name} is {ctx.target.precision}: "
-                         "use a -fp32 target or --route onnx2tf")
+    unsupported = _litert_torch_gaps(ctx)
+    if route == "litert-torch" and unsupported:
+        raise InputError(f"--route litert-torch cannot take {unsupported}; drop it or use --route onnx2tf")
     if route != "auto":
         return route, "asked (--route)"
     collisions = find_collisions(ctx.onnx_path)
     if not collisions:
         return "onnx2tf", "no layout ambiguity at this size"
     why = f"{len(collisions)} activation(s) have as many channels as rows or columns (e.g. {collisions[0]})"
-    if ctx.target.precision != "fp32":
-        return "onnx2tf", f"{why}; litert-torch builds float32 only"
+    if unsupported:
+        return "onnx2tf", f"{why}; litert-torch cannot take {unsupported}"
     if not litert_torch.available():
         return "onnx2tf", f"{why}; the litert-torch toolchain is not installed ('edge-isp toolchain install litert-torch')"
     return "litert-torch", why
+
+
+def _litert_torch_gaps(ctx: _Context) -> str:
+    """What the litert-torch route does not do (yet) for this conversion; "" = nothing."""
+    opts = ctx.opts
+    if (opts.io_dtype or ctx.target.io_dtype or "int8") != "int8" and ctx.target.quantized:
+        return f"{opts.io_dtype or ctx.target.io_dtype} I/O (its INT8 models take int8)"
+    for flag, on in (("--keep-float", bool(opts.keep_float)), ("--layer-report", opts.layer_report)):
+        if on:
+            return flag
+    return ""
 
 
 def _build_tflite(ctx: _Context) -> _Built:
@@ -209,8 +221,20 @@ def _build_tflite(ctx: _Context) -> _Built:
         if ctx.source is None:
             raise ConversionError("the litert-torch route needs the PyTorch module this graph came from")
         out = ctx.work / "model_litert_torch.tflite"
-        info = litert_torch.convert(ctx.source, out, ctx.work / "litert_torch")
-        return _Built(out, quantization={"weights": "float32", "route": {**info, "why": why}},
+        precision = ctx.target.precision
+        calibration = {ctx.input_name: ctx.calib.data, **(ctx.calib.extra or {})} if ctx.target.quantized else None
+        source, fits = litert_torch.apply_fits(ctx.source, ctx.fit)
+        info = litert_torch.convert(source, out, ctx.work / "litert_torch", precision=precision,
+                                    calibration=calibration, per_channel=ctx.opts.per_channel)
+        info["fit"] = fits
+        quantization = {
+            "fp32": {"weights": "float32"},
+            "fp16": {"weights": "float16", "activations": "float32 (delegates may run fp16)"},
+            "int8": {"weights": f"int8 {'per-channel' if ctx.opts.per_channel else 'per-tensor'}",
+                     "activations": "int8 per-tensor", "io_dtype": "int8",
+                     "calibration_samples": int(ctx.calib.data.shape[0]) if ctx.target.quantized else 0},
+        }[precision]
+        return _Built(out, quantization={**quantization, "route": {**info, "why": why}},
                       runtime_options={"layout": "NCHW"})   # the program's own interface, not onnx2tf's NHWC
     saved, f32, f16 = tflite.onnx_to_saved_model(ctx.onnx_path, ctx.work / "tf", ctx.input_name, ctx.calib.data)
     onnx2tf = {"route": {"route": "onnx2tf", "why": why}}
@@ -545,12 +569,12 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
 
         done = stage(target.format)
         ctx = _Context(opts, target, exported.path, exported.input_name, work, calib, held_out, accelerator,
-                       sources.get(Path(exported.path)))
+                       sources.get(Path(exported.path)), fit)
         built = FORMAT_BUILDERS[target.format](ctx)
         if split is not None:
             (work / "stats").mkdir()
             stats_ctx = _Context(opts, target, stats_exported.path, stats_exported.input_name, work / "stats",
-                                 calib, held_out, accelerator, sources.get(Path(stats_exported.path)))
+                                 calib, held_out, accelerator, sources.get(Path(stats_exported.path)), fit)
             stats_built = FORMAT_BUILDERS[target.format](stats_ctx)
         done()
 

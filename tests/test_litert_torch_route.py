@@ -1,6 +1,7 @@
 """The litert-torch route: PyTorch -> TFLite without ONNX's layout guess, so sizes where an
 activation has as many channels as rows or columns convert exactly (onnx2tf can guess the
-wrong axis there). Real conversions in the toolchain's own environment."""
+wrong axis there), in FP32, FP16 weights and full-integer INT8 (ai-edge-quantizer).
+Real conversions in the toolchain's own environment."""
 
 from __future__ import annotations
 
@@ -39,10 +40,11 @@ def test_route_choice_says_why(tmp_path, monkeypatch):
     ambiguous = _ctx(tmp_path, "cpu-fp32", "auto", (128, 128))               # 64x64 maps with 64 channels
     route, why = choose_route(ambiguous)
     assert route == "onnx2tf" and "as many channels as rows or columns" in why and "toolchain install" in why
-    route, why = choose_route(_ctx(tmp_path, "nnapi-int8", "auto", (128, 128)))
-    assert route == "onnx2tf" and "float32 only" in why
-    with pytest.raises(InputError, match="float32"):
-        choose_route(_ctx(tmp_path, "nnapi-int8", "litert-torch", (128, 128)))
+    route, why = choose_route(_ctx(tmp_path, "nnapi-uint8", "auto", (128, 128)))
+    assert route == "onnx2tf" and "uint8 I/O" in why
+    with pytest.raises(InputError, match="uint8 I/O"):
+        choose_route(_ctx(tmp_path, "nnapi-uint8", "litert-torch", (128, 128)))
+    assert choose_route(_ctx(tmp_path, "nnapi-int8", "onnx2tf", (128, 128)))[0] == "onnx2tf"   # asked
     with pytest.raises(InputError, match="--route 'tf'"):
         choose_route(_ctx(tmp_path, "cpu-fp32", "tf", (128, 128)))
 
@@ -88,3 +90,28 @@ def test_two_pass_parts_keep_their_names_through_litert_torch(tmp_path, litert_t
     packed = sky(252, 304)                                       # unaligned: the photo grid
     assert psnr(runner.run_photo(packed), _reference(load_default(), packed, 4)) > 90
     assert json.loads((result.bundle.path / "manifest.json").read_text())["artifact"]["runtime_options"]["layout"] == "NCHW"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target,bar", [("nnapi-fp16", 55.0), ("nnapi-int8", 30.0)])
+def test_fp16_and_int8_at_a_size_onnx2tf_gets_wrong(tmp_path, litert_torch_env, target, bar):
+    from edge_isp.converters.pipeline import ConvertOptions, convert
+    from edge_isp.converters.tflite import op_names
+
+    result = convert(ConvertOptions(model="pynet-v2-mobile-nonorm", target=target, input_size=(256, 256),
+                                    tiling="blended", calib_samples=8, verify_samples=2, output=tmp_path / "b"))
+    m = result.manifest
+    q = m["quantization"]
+    assert q["route"]["route"] == "litert-torch" and "as many channels" in q["route"]["why"]
+    assert result.verification.passed and result.verification.min_sample_psnr_db >= bar
+    from edge_isp.converters.tflite_reader import read_tflite
+
+    model = read_tflite(result.bundle.path / "model.tflite")
+    # NNAPI's exact fit has a PyTorch form on this route: reflect pads as slices, no MIRROR_PAD.
+    assert q["route"]["fit"]["applied"] == ["reflect_pad_as_slices"] and "MIRROR_PAD" not in op_names(model.path)
+    weights = {t.dtype for t in model.tensors if t.constant and t.rank == 4}
+    if target == "nnapi-int8":
+        assert q["io_dtype"] == "int8" and m["input"]["dtype"] == "int8" and "ai-edge-quantizer" in q["route"]["quantizer"]
+        assert weights == {"int8"}
+    else:
+        assert q["weights"] == "float16" and weights == {"float16"}
