@@ -104,8 +104,16 @@ def _reflect_pads_as_slices(module: Any) -> int:
         if not p:
             return x
         n = x.shape[dim]
-        before = [x.narrow(dim, i, 1) for i in range(p, 0, -1)]
-        after = [x.narrow(dim, n - 1 - i, 1) for i in range(1, p + 1)]
+
+        def column(i: int) -> Any:
+            # One row/column with a step of 2 (still one element): lowered to STRIDED_SLICE
+            # (NNAPI API 28, in its table) instead of SLICE.
+            index = [slice(None)] * x.dim()
+            index[dim] = slice(i, i + 1, 2)
+            return x[tuple(index)]
+
+        before = [column(i) for i in range(p, 0, -1)]
+        after = [column(n - 1 - i) for i in range(1, p + 1)]
         return torch.cat([*before, x, *after], dim=dim)
 
     count = 0

@@ -180,6 +180,16 @@ def _quantization(tensor: Any) -> Quantization | None:
     )
 
 
+def _builtin_code_field(oc: Any) -> int:
+    """The raw ``builtin_code`` of an OperatorCode. The ``tflite`` package's accessor returns
+    the deprecated byte for codes below 127, which writers that fill only ``builtin_code``
+    (ai-edge-quantizer does) leave at 0 = ADD; TFLite itself takes the larger of the two."""
+    import flatbuffers
+
+    o = oc._tab.Offset(10)  # noqa: SLF001 - field 3 of the OperatorCode table
+    return int(oc._tab.Get(flatbuffers.number_types.Int32Flags, o + oc._tab.Pos)) if o else 0  # noqa: SLF001
+
+
 def parse_tflite(data: bytes, path: Path | None = None, subgraph: int = 0) -> TfliteModel:
     """Parse flatbuffer bytes; raises ``TfliteFormatError`` for anything that is not a model."""
     where = str(path) if path else "the data"
@@ -209,7 +219,7 @@ def parse_tflite(data: bytes, path: Path | None = None, subgraph: int = 0) -> Tf
         codes = []
         for i in range(model.OperatorCodesLength()):
             oc = model.OperatorCodes(i)
-            code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+            code = max(_builtin_code_field(oc), int(oc.DeprecatedBuiltinCode()))
             name = _enum_names("BuiltinOperator").get(code, f"BUILTIN_{code}")
             custom = oc.CustomCode()
             # LiteRT writes its DISPATCH_OP (and some vendor ops) as builtin code 0 with a custom

@@ -63,8 +63,12 @@ def _quantise(float_path: Path, out: Path, precision: str, req: dict) -> None:
     recipe = recipe_manager.RecipeManager()
     every = qtyping.TFLOperationName.ALL_SUPPORTED
     if precision == "fp16":
-        recipe.add_weight_only_config(regex=".*", operation_name=every, num_bits=16,
-                                      algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+        # Only the weights of the weight-carrying ops (as TFLite's own float16 models): cast
+        # everywhere, ADD/MUL constants would become float16 inputs, which NNAPI below API 30
+        # and most delegates refuse.
+        for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE", "FULLY_CONNECTED"):
+            recipe.add_weight_only_config(regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
+                                          num_bits=16, algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
     elif precision == "int8":
         granularity = (qtyping.QuantGranularity.CHANNELWISE if req.get("per_channel", True)
                        else qtyping.QuantGranularity.TENSORWISE)

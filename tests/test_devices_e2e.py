@@ -19,7 +19,8 @@ from _adb_peer import FAKE_BENCHMARK_MODEL, AdbPeer, PowerRails, android_userlan
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "devices" / "litert_runner.py"
 
-def tiny_conv_tflite(h: int = 96, w: int = 96, cin: int = 4, cout: int = 12, seed: int = 0) -> bytes:
+def tiny_conv_tflite(h: int = 96, w: int = 96, cin: int = 4, cout: int = 12, seed: int = 0,
+                     deprecated_code: bool = True) -> bytes:
     """A real TFLite model, CONV_2D(3x3, SAME, RELU) NHWC float32 (packed Bayer in), written with
     the flatbuffers builder following the TFLite schema: no TensorFlow needed, milliseconds to build."""
     import flatbuffers
@@ -89,7 +90,8 @@ def tiny_conv_tflite(h: int = 96, w: int = 96, cin: int = 4, cout: int = 12, see
     b.PrependUOffsetTRelativeSlot(4, name, 0)
     sg = b.EndObject()
     b.StartObject(4)                       # OperatorCode
-    b.PrependInt8Slot(0, 3, 0)             # deprecated_builtin_code CONV_2D
+    if deprecated_code:                    # newer writers fill only builtin_code
+        b.PrependInt8Slot(0, 3, 0)         # deprecated_builtin_code CONV_2D
     b.PrependInt32Slot(2, 1, 0)            # version
     b.PrependInt32Slot(3, 3, 0)            # builtin_code CONV_2D
     code = b.EndObject()
@@ -318,6 +320,16 @@ def test_cooldown_waits_for_the_temperature_bounded(phone):
         assert 0.9 <= waited < 3 and _time.monotonic() - start < 5
     finally:
         dev.close()
+
+
+def test_op_codes_written_only_in_the_new_field_are_read(tmp_path):
+    """ai-edge-quantizer writes builtin_code alone (deprecated byte 0 = ADD): the op is what
+    the interpreter runs, not ADD."""
+    from edge_isp.converters.tflite_reader import read_tflite
+
+    path = tmp_path / "new_field.tflite"
+    path.write_bytes(tiny_conv_tflite(deprecated_code=False))
+    assert [o.op for o in read_tflite(path).operators] == ["CONV_2D"]
 
 
 def test_the_test_model_is_a_real_tflite_conv(tiny_tflite):

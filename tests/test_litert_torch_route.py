@@ -108,7 +108,9 @@ def test_fp16_and_int8_at_a_size_onnx2tf_gets_wrong(tmp_path, litert_torch_env, 
 
     model = read_tflite(result.bundle.path / "model.tflite")
     # NNAPI's exact fit has a PyTorch form on this route: reflect pads as slices, no MIRROR_PAD.
-    assert q["route"]["fit"]["applied"] == ["reflect_pad_as_slices"] and "MIRROR_PAD" not in op_names(model.path)
+    ops = op_names(model.path)
+    assert q["route"]["fit"]["applied"] == ["reflect_pad_as_slices"] and "MIRROR_PAD" not in ops
+    assert "STRIDED_SLICE" in ops                                    # the op NNAPI's table takes (API 28)
     weights = {t.dtype for t in model.tensors if t.constant and t.rank == 4}
     if target == "nnapi-int8":
         assert q["io_dtype"] == "int8" and m["input"]["dtype"] == "int8" and "ai-edge-quantizer" in q["route"]["quantizer"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -40,6 +40,7 @@ def convert(
     verify_photo: list[Path] = typer.Option([], "--verify-photo", help="RAW photo to run whole through the new artifact(s) against the untiled PyTorch model (PSNR, worst tile, seam score); below the bars no bundle is written. Repeatable."),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Working-memory budget of one window, e.g. 512MB: the largest two-pass window that fits is chosen (measured on the model; instead of --input-size)."),
     route: str = typer.Option("auto", "--route", help="TFLite targets: auto | onnx2tf | litert-torch. litert-torch converts PyTorch directly (float32; 'edge-isp toolchain install litert-torch'); auto takes it when onnx2tf's layout guess is ambiguous at this size."),
+    compare_routes: bool = typer.Option(False, "--compare-routes", help="Convert the model through onnx2tf and litert-torch and print both side by side (PSNR, ops delegated, size, host latency); writes no bundle."),
     tiling: str = typer.Option("auto", "--tiling", help="auto | two-pass | blended. two-pass (auto for models that read the whole image, e.g. channel attention or instance norm): a statistics part and a tile part, exact at any photo size."),
     results: Optional[Path] = typer.Option(None, "--results", help="Results store for vendor-compiler estimates (default $EDGE_ISP_RESULTS or ./edge-isp-results.sqlite)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not record vendor-compiler estimates."),
@@ -63,6 +64,9 @@ def convert(
         tiling=tiling, route=route, verify_photos=tuple(verify_photo),
         max_memory_mb=parse_memory(max_memory) if max_memory is not None else None,
     )
+    if compare_routes:
+        _compare(opts, as_json)
+        return
     if as_json:
         result = run_convert(opts)
         if result.manifest["model"].get("weights_kind") == "random":
@@ -124,3 +128,26 @@ def convert(
                   else f"{est.get('cycles_total')} cycles")
         out.print(f"vendor compiler {npu.get('compiler')}: estimate {figure} ({est.get('source')})" + (f"; recorded in the results store, row {stored} (kind=estimate)"
                                               if stored is not None else ""), highlight=False)
+
+
+def _compare(opts: Any, as_json: bool) -> None:
+    from edge_isp.converters.compare_routes import compare_routes
+
+    if as_json:
+        print_json([r.to_dict() for r in compare_routes(opts)])
+        return
+    with err.status("comparing routes") as status:
+        rows = compare_routes(opts, progress=lambda s: status.update(f"[bold]--compare-routes[/]: {s}"))
+    tables = list(dict.fromkeys(k for r in rows for k in r.delegated))
+    table = Table(title=f"{opts.model or 'default model'} -> {opts.target}: onnx2tf vs litert-torch")
+    for col in ("route", "PSNR vs PyTorch (worst / mean)", "ops", *[f"delegated: {t}" for t in tables], "size",
+                "host latency", "convert", "peak RSS"):
+        table.add_column(col)
+    for r in rows:
+        if not r.ok:
+            table.add_row(r.route, f"failed: {r.error}", *["-"] * (6 + len(tables)))
+            continue
+        table.add_row(r.route, f"{r.psnr_worst_db:.1f} / {r.psnr_mean_db:.1f} dB", str(r.ops),
+                      *[r.delegated.get(t, "-") for t in tables], f"{r.size_mb:.2f} MB", f"{r.host_latency_ms:.1f} ms",
+                      f"{r.convert_s:.0f} s", f"{r.peak_rss_mb:.0f} MB")
+    out.print(table)
