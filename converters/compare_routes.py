@@ -57,7 +57,8 @@ def compare_routes(opts: Any, progress: Any = None) -> list[RouteRow]:
         for route in ROUTES:
             run = dataclasses.replace(opts, route=route, output=Path(tmp) / route)
             try:
-                result = convert(run, progress=(lambda s, r=route: progress(f"{r}: {s}")) if progress else None)
+                say = (lambda s, r=route: progress(f"{r}: {s}")) if progress else (lambda s: None)
+                result = convert(run, progress=say)
             except EdgeIspError as exc:
                 rows.append(RouteRow(route, False, error=str(exc).splitlines()[0]))
                 continue

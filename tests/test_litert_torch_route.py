@@ -117,3 +117,21 @@ def test_fp16_and_int8_at_a_size_onnx2tf_gets_wrong(tmp_path, litert_torch_env, 
         assert weights == {"int8"}
     else:
         assert q["weights"] == "float16" and weights == {"float16"}
+
+
+@pytest.mark.slow
+def test_compare_routes_side_by_side(tmp_path, litert_torch_env):
+    from edge_isp.converters.compare_routes import compare_routes
+    from edge_isp.converters.pipeline import ConvertOptions
+    from edge_isp.errors import UsageError
+
+    opts = ConvertOptions(model="microisp", target="cpu-fp32", input_size=(192, 224), tiling="blended", verify_samples=2)
+    rows = {r.route: r for r in compare_routes(opts)}
+    assert set(rows) == {"onnx2tf", "litert-torch"}
+    for r in rows.values():
+        assert r.ok and r.psnr_worst_db > 90 and r.ops > 0 and r.size_mb > 0 and r.host_latency_ms > 0
+        assert set(r.delegated) == {"cpu-fp32", "gpu-fp16"}
+    with pytest.raises(UsageError, match="TFLite target"):
+        compare_routes(ConvertOptions(model="microisp", target="openvino-fp32"))
+    with pytest.raises(UsageError, match="writes no bundle"):
+        compare_routes(ConvertOptions(model="microisp", target="cpu-fp32", output=tmp_path / "x"))

@@ -145,7 +145,8 @@ def _compare(opts: Any, as_json: bool) -> None:
         table.add_column(col)
     for r in rows:
         if not r.ok:
-            table.add_row(r.route, f"failed: {r.error}", *["-"] * (6 + len(tables)))
+            error = r.error if len(r.error or "") <= 90 else f"{(r.error or '')[:87]}..."     # whole in --json
+            table.add_row(r.route, f"failed: {error}", *["-"] * (5 + len(tables)))
             continue
         table.add_row(r.route, f"{r.psnr_worst_db:.1f} / {r.psnr_mean_db:.1f} dB", str(r.ops),
                       *[r.delegated.get(t, "-") for t in tables], f"{r.size_mb:.2f} MB", f"{r.host_latency_ms:.1f} ms",
