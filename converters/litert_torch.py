@@ -4,7 +4,8 @@ onnx2tf turns an NCHW ONNX graph into NHWC TFLite by *guessing* from tensor shap
 axis is the channel axis; when an activation has as many channels as rows or columns it
 can guess wrong and silently build another model (``converters.layout_guard``). LiteRT-Torch
 lowers the PyTorch program itself (torch.export -> StableHLO -> TFLite) and keeps the
-program's own NCHW interface (the bundle records ``layout: NCHW`` for the runner), so any input size converts as the model computes it.
+program's own NCHW interface (the bundle records ``layout: NCHW`` for the runner), so any
+input size converts as the model computes it.
 
 It runs in its own environment (``edge-isp toolchain install litert-torch``): the program
 is exported here with ``torch.export`` and converted there; float16 weights and full-integer
@@ -44,26 +45,23 @@ def source_of(module: Any, input_shape: Sequence[int] | Mapping[str, Sequence[in
     return TorchSource(module, {n: tuple(int(d) for d in s) for n, s in named.items()}, tuple(output_names))
 
 
-class _Named:
-    """Wraps a module taking positional inputs and returning a tensor or a tuple into one that
-    takes keyword inputs and returns a dict: LiteRT-Torch names the TFLite signature's inputs
-    and outputs after them (the names the runners and two-pass driver look up)."""
+def _named(source: TorchSource) -> Any:
+    """``source.module`` (positional inputs, a tensor or tuple out) as a module taking keyword
+    inputs and returning a dict: LiteRT-Torch names the TFLite signature's inputs and outputs
+    after them (the names the runners and the two-pass driver look up)."""
+    torch = require("torch", "the litert-torch route")
 
-    @staticmethod
-    def wrap(source: TorchSource) -> Any:
-        torch = require("torch", "the litert-torch route")
+    class Named(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            module = source.module
+            self.inner = module.traceable() if hasattr(module, "traceable") else module
 
-        class Named(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                module = source.module
-                self.inner = module.traceable() if hasattr(module, "traceable") else module
+        def forward(self, **kw: Any) -> dict[str, Any]:
+            y = self.inner(*[kw[n] for n in source.inputs])
+            return dict(zip(source.outputs, y if isinstance(y, (tuple, list)) else (y,)))
 
-            def forward(self, **kw: Any) -> dict[str, Any]:
-                y = self.inner(*[kw[n] for n in source.inputs])
-                return dict(zip(source.outputs, y if isinstance(y, (tuple, list)) else (y,)))
-
-        return Named().eval()
+    return Named().eval()
 
 
 def apply_fits(source: TorchSource, fit: Any) -> tuple[TorchSource, dict[str, Any]]:
@@ -136,7 +134,7 @@ def convert(source: TorchSource, out_path: Path, work: Path, precision: str = "f
     samples = {n: torch.zeros(*s) for n, s in source.inputs.items()}
     try:
         with torch.no_grad():
-            exported = torch.export.export(_Named.wrap(source), (), samples)
+            exported = torch.export.export(_named(source), (), samples)
         torch.export.save(exported, str(program))
     except Exception as exc:  # torch.export raises many types for untraceable code
         raise ConversionError(f"torch.export could not trace the model for litert-torch: "
