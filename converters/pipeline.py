@@ -503,6 +503,10 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     if opts.calib_samples < 1 or opts.verify_samples < 1:
         raise InputError("--calib-samples and --verify-samples must be at least 1")
     _check_verify_photos(opts, target)
+    from edge_isp.converters.litert_torch import ROUTES
+
+    if opts.route not in ROUTES:      # before any work (choose_route decides later, per graph)
+        raise InputError(f"--route {opts.route!r} is not one of {', '.join(ROUTES)}")
     if opts.max_memory_mb is not None and opts.input_size is not None:
         from edge_isp.errors import UsageError
 

@@ -49,6 +49,16 @@ def test_route_choice_says_why(tmp_path, monkeypatch):
         choose_route(_ctx(tmp_path, "cpu-fp32", "tf", (128, 128)))
 
 
+def test_route_is_checked_before_any_work():
+    from typer.testing import CliRunner
+
+    from edge_isp.cli import app
+
+    result = CliRunner().invoke(app, ["convert", "microisp", "--target", "nnapi-int8", "--via", "tf"])
+    assert isinstance(result.exception, InputError)          # the CLI's error policy makes it one line, exit 2
+    assert "--route 'tf' is not one of auto, onnx2tf, litert-torch" in str(result.exception)
+
+
 @pytest.mark.slow
 def test_a_size_onnx2tf_gets_wrong_converts_exactly(tmp_path, litert_torch_env):
     from edge_isp.converters.layout_guard import find_collisions
