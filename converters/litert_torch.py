@@ -22,10 +22,15 @@ from typing import Any
 from edge_isp import toolchains
 from edge_isp._deps import require
 from edge_isp.converters.onnx_export import INPUT_NAME, OUTPUT_NAME
-from edge_isp.errors import ConversionError
+from edge_isp.errors import ConversionError, InputError
 
 ROUTES = ("auto", "onnx2tf", "litert-torch")
 CONVERT_TIMEOUT_S = 1800.0
+
+
+def check_route(route: str) -> None:
+    if route not in ROUTES:
+        raise InputError(f"--route {route!r} is not one of {', '.join(ROUTES)}")
 
 
 @dataclass(frozen=True)
@@ -160,4 +165,4 @@ def available() -> bool:
     return toolchains.status("litert-torch").installed
 
 
-__all__ = ["CONVERT_TIMEOUT_S", "ROUTES", "TorchSource", "apply_fits", "available", "convert", "source_of"]
+__all__ = ["CONVERT_TIMEOUT_S", "ROUTES", "TorchSource", "apply_fits", "check_route", "available", "convert", "source_of"]

@@ -182,8 +182,7 @@ def choose_route(ctx: _Context) -> tuple[str, str]:
     from edge_isp.converters.layout_guard import find_collisions
 
     route = ctx.opts.route
-    if route not in litert_torch.ROUTES:
-        raise InputError(f"--route {route!r} is not one of {', '.join(litert_torch.ROUTES)}")
+    litert_torch.check_route(route)
     unsupported = _litert_torch_gaps(ctx)
     if route == "litert-torch" and unsupported:
         raise InputError(f"--route litert-torch cannot take {unsupported}; drop it or use --route onnx2tf")
@@ -211,6 +210,13 @@ def _litert_torch_gaps(ctx: _Context) -> str:
     return ""
 
 
+# What a float TFLite build stores, on either route.
+_FLOAT_QUANTIZATION = {
+    "fp32": {"weights": "float32"},
+    "fp16": {"weights": "float16", "activations": "float32 (delegates may run fp16)"},
+}
+
+
 def _build_tflite(ctx: _Context) -> _Built:
     from edge_isp.converters import tflite
 
@@ -227,21 +233,16 @@ def _build_tflite(ctx: _Context) -> _Built:
         info = litert_torch.convert(source, out, ctx.work / "litert_torch", precision=precision,
                                     calibration=calibration, per_channel=ctx.opts.per_channel)
         info["fit"] = fits
-        quantization = {
-            "fp32": {"weights": "float32"},
-            "fp16": {"weights": "float16", "activations": "float32 (delegates may run fp16)"},
-            "int8": {"weights": f"int8 {'per-channel' if ctx.opts.per_channel else 'per-tensor'}",
-                     "activations": "int8 per-tensor", "io_dtype": "int8",
-                     "calibration_samples": int(ctx.calib.data.shape[0]) if ctx.target.quantized else 0},
-        }[precision]
+        quantization = _FLOAT_QUANTIZATION.get(precision) or {
+            "weights": f"int8 {'per-channel' if ctx.opts.per_channel else 'per-tensor'}",
+            "activations": "int8 per-tensor", "io_dtype": "int8", "calibration_samples": int(ctx.calib.data.shape[0])}
         return _Built(out, quantization={**quantization, "route": {**info, "why": why}},
                       runtime_options={"layout": "NCHW"})   # the program's own interface, not onnx2tf's NHWC
     saved, f32, f16 = tflite.onnx_to_saved_model(ctx.onnx_path, ctx.work / "tf", ctx.input_name, ctx.calib.data)
     onnx2tf = {"route": {"route": "onnx2tf", "why": why}}
-    if ctx.target.precision == "fp32":
-        return _Built(f32, quantization={"weights": "float32", **onnx2tf})
-    if ctx.target.precision == "fp16":
-        return _Built(f16, quantization={"weights": "float16", "activations": "float32 (delegates may run fp16)", **onnx2tf})
+    if ctx.target.precision in _FLOAT_QUANTIZATION:
+        return _Built({"fp32": f32, "fp16": f16}[ctx.target.precision],
+                      quantization={**_FLOAT_QUANTIZATION[ctx.target.precision], **onnx2tf})
     io_dtype = ctx.opts.io_dtype or ctx.target.io_dtype
     _check_keep_float(ctx, "tflite", tflite.op_names(f32))
     calibrated = tflite.calibrate(saved, ctx.calib.data, ctx.calib.extra, ctx.input_name)
@@ -503,10 +504,9 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     if opts.calib_samples < 1 or opts.verify_samples < 1:
         raise InputError("--calib-samples and --verify-samples must be at least 1")
     _check_verify_photos(opts, target)
-    from edge_isp.converters.litert_torch import ROUTES
+    from edge_isp.converters.litert_torch import check_route
 
-    if opts.route not in ROUTES:      # before any work (choose_route decides later, per graph)
-        raise InputError(f"--route {opts.route!r} is not one of {', '.join(ROUTES)}")
+    check_route(opts.route)           # before any work (choose_route decides later, per graph)
     if opts.max_memory_mb is not None and opts.input_size is not None:
         from edge_isp.errors import UsageError
 

@@ -167,6 +167,11 @@ class DeviceRun:
                            extra={**self.extra, "warnings": self.warnings})
 
 
+def _peak_rss_mb(runlog: RunLog, bench: BenchmarkOutput) -> float | None:
+    """The benchmark process's peak memory: its sampled VmHWM, else the tool's own figure."""
+    return runlog.vm_hwm_kb / 1024.0 if runlog.vm_hwm_kb else bench.peak_memory_mb
+
+
 class Harness:
     """Runs bundles on one connected device."""
 
@@ -332,10 +337,8 @@ class Harness:
         self.t.check(f"mkdir -p {quote(remote_dir)}")
         if self._push_if_changed(bundle.model_file, remote_model, progress, sha=sha):
             self.log(f"pushed {bundle.model_file.name} ({bundle.model_file.stat().st_size / 1e6:.2f} MB)")
-        for name in manifest["artifact"].get("extra_files", []):   # e.g. OpenVINO .bin weights
-            self._push_if_changed(bundle.path / name, f"{remote_dir}/{name}", progress)
         stats_names = stats_files(manifest)          # a two-pass bundle's statistics part (checked names)
-        for name in stats_names:
+        for name in [*manifest["artifact"].get("extra_files", []), *stats_names]:   # e.g. OpenVINO .bin weights
             self._push_if_changed(bundle.path / name, f"{remote_dir}/{name}", progress)
         delegate = target_delegate(target.delegate)
         what = f"{model_name} ({bundle.target}, {delegate})"
@@ -392,7 +395,7 @@ class Harness:
         m = run.metrics
         stats = bench.metrics()
         runs_per_window = int(manifest["tiling"].get("passes", 2)) - 1
-        stats_peak = runlog.vm_hwm_kb / 1024.0 if runlog.vm_hwm_kb else bench.peak_memory_mb
+        stats_peak = _peak_rss_mb(runlog, bench)
         for key in ("latency_ms.mean", "latency_ms.min", "latency_ms.max", "latency_ms.std", "init_ms"):
             if key in stats:
                 m[f"stats_part.{key}"] = stats[key]
@@ -417,9 +420,9 @@ class Harness:
         metrics = bench.metrics()
         if runlog.vm_hwm_kb:
             metrics["vm_hwm_mb"] = runlog.vm_hwm_kb / 1024.0
-            metrics["peak_rss_mb"] = runlog.vm_hwm_kb / 1024.0
-        elif bench.peak_memory_mb is not None:
-            metrics["peak_rss_mb"] = bench.peak_memory_mb
+        peak = _peak_rss_mb(runlog, bench)
+        if peak is not None:
+            metrics["peak_rss_mb"] = peak
         warnings += [f"benchmark: {e}" for e in bench.errors[:3]]
         if bench.delegation == "none":
             warnings.append(f"the {target_delegate(bundle.manifest['target'].get('delegate', ''))} delegate ran "

@@ -29,16 +29,22 @@ def _interpreter_class(prefer: str):
     return require(modules["litert"], "running TFLite models").Interpreter
 
 
-def _spec(detail: dict, channels: int, layout: str | None = None) -> TensorSpec:
+def _spec(detail: dict, layout: str | None, *, channels: int | None = None, name: str | None = None) -> TensorSpec:
+    """A tensor's spec. Rank-4 layout: what the bundle says (litert-torch keeps PyTorch's NCHW);
+    else inferred from ``channels`` (the model's Bayer input / RGB output), or, for signature
+    tensors (``channels`` None), onnx2tf's NHWC - every rank-4 tensor it writes is NHWC."""
     shape = tuple(int(d) for d in detail["shape"])
     scale, zero = detail.get("quantization", (0.0, 0))
     dtype = np.dtype(detail["dtype"]).name
     quantised = dtype in ("int8", "uint8", "int16") and scale
-    return TensorSpec(
-        name=detail["name"], shape=shape, dtype=dtype,
-        layout=layout if layout and len(shape) == 4 else infer_layout(shape, channels),
-        scale=float(scale) if quantised else None, zero_point=int(zero) if quantised else None,
-    )
+    if len(shape) == 4 and layout:
+        kind = layout
+    elif channels is not None:
+        kind = infer_layout(shape, channels)
+    else:
+        kind = "NHWC" if len(shape) == 4 else "NCHW"
+    return TensorSpec(name=name or detail["name"], shape=shape, dtype=dtype, layout=kind,
+                      scale=float(scale) if quantised else None, zero_point=int(zero) if quantised else None)
 
 
 class LiteRTRunner:
@@ -57,8 +63,8 @@ class LiteRTRunner:
         self._interp.allocate_tensors()
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
-        self.input_spec = _spec(self._in, channels=4, layout=layout)
-        self.output_spec = _spec(self._out, channels=3, layout=layout)
+        self.input_spec = _spec(self._in, layout, channels=4)
+        self.output_spec = _spec(self._out, layout, channels=3)
         # Named I/O from the signature (onnx2tf keeps the ONNX names there): several inputs
         # are found by name, never by position, which onnx2tf does not keep. Indices, not a
         # SignatureRunner, which would hold the interpreter's buffers.
@@ -70,14 +76,14 @@ class LiteRTRunner:
             self._named_out = {n: details[i] for n, i in sig["outputs"].items()}
         else:
             self._named_in, self._named_out = {self.input_spec.name: self._in}, {self.output_spec.name: self._out}
-        self.inputs = {n: _named_spec(n, d, layout) for n, d in self._named_in.items()}
-        self.outputs = {n: _named_spec(n, d, layout) for n, d in self._named_out.items()}
+        self.inputs = {n: _spec(d, layout, name=n) for n, d in self._named_in.items()}
+        self.outputs = {n: _spec(d, layout, name=n) for n, d in self._named_out.items()}
         if "bayer" in self._named_in:
             self._in = self._named_in["bayer"]
-            self.input_spec = _spec(self._in, channels=4, layout=layout)
+            self.input_spec = _spec(self._in, layout, channels=4)
         if "rgb" in self._named_out:
             self._out = self._named_out["rgb"]
-            self.output_spec = _spec(self._out, channels=3, layout=layout)
+            self.output_spec = _spec(self._out, layout, channels=3)
 
     def run(self, packed: np.ndarray) -> np.ndarray:
         check_input(packed, self.input_spec)
@@ -95,17 +101,6 @@ class LiteRTRunner:
             self._interp.set_tensor(self._named_in[name]["index"], encode_input(np.asarray(x, np.float32), self.inputs[name]))
         self._interp.invoke()
         return {n: decode_output(self._interp.get_tensor(d["index"]), self.outputs[n]) for n, d in self._named_out.items()}
-
-
-def _named_spec(name: str, detail: dict, layout: str | None = None) -> TensorSpec:
-    """A signature tensor: every rank-4 tensor of an onnx2tf model is NHWC (no guessing), of a
-    litert-torch model what the bundle says (NCHW)."""
-    shape = tuple(int(d) for d in detail["shape"])
-    scale, zero = detail.get("quantization", (0.0, 0))
-    dtype = np.dtype(detail["dtype"]).name
-    quantised = dtype in ("int8", "uint8", "int16") and scale
-    return TensorSpec(name=name, shape=shape, dtype=dtype, layout=(layout or "NHWC") if len(shape) == 4 else "NCHW",
-                      scale=float(scale) if quantised else None, zero_point=int(zero) if quantised else None)
 
 
 register_runner("litert")(LiteRTRunner)

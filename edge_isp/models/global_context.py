@@ -391,8 +391,8 @@ def photo_multiple(model: nn.Module, input_multiple: int) -> int:
     stride convolutions), so the same photo padded to 4 or to 36 gives different
     statistics (measured: 37.7 dB apart on a bright synthetic sky) - the padding is part of
     what the model computes. Fixed-size artifact windows can only be exact on frames of the
-    global alignment, so every path (untiled reference, PyTorch two-pass, two-pass bundles,
-    blended tiles) pads a photo to this one grid: they then all compute the same picture.
+    global alignment, so the exact paths (untiled reference, PyTorch two-pass, two-pass
+    bundles) pad a photo to this one grid: they then all compute the same picture.
     """
     if not global_modules(model):
         return input_multiple
