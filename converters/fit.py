@@ -45,6 +45,26 @@ numeric cost is measured by the usual verification against PyTorch. Choices:
     OpenVINO; onnx2tf 1.29.24 mis-infers the layout of the rewritten graph (a conv after
     it gets the wrong shape), so TFLite targets refuse it for now (``require_supported``).
 
+``rsqrt_in_float=True`` (INT8 only; at least as exact)
+    InstanceNorm's 1/sqrt(variance + eps) is a TFLite RSQRT, which NNAPI takes quantized only
+    from feature level 7 (float32 from API 29). Leaving RSQRT out of the INT8 quantisation
+    computes it in float32 between DEQUANTIZE and QUANTIZE (API 30 takes int8 for both). It
+    acts on the per-channel variances (1 x C values), so the float island costs nothing and
+    the quantisation error of that step disappears. Not a graph rewrite: both TFLite routes'
+    quantisers are told to skip the op (onnx2tf: TF's MLIR denylist; litert-torch:
+    ai-edge-quantizer's no_quantize).
+
+``resize_as_nearest_conv=True`` (exact up to float rounding)
+    The same 2x half-pixel bilinear upsampling as nearest-neighbour 2x followed by a fixed
+    3x3 depthwise filter ([1, 2, 1] x [1, 2, 1] / 16) on the edge-replicated result: on the
+    nearest image u (u[2i] = u[2i+1] = x[i]) the filter gives 0.25 x[i-1] + 0.75 x[i] at even
+    and 0.75 x[i] + 0.25 x[i+1] at odd positions, and replicating u's edge clamps as PyTorch
+    does. TFLite RESIZE_NEAREST_NEIGHBOR without half-pixel centres (NNAPI API 29),
+    slices + CONCATENATION (API 27/28) and DEPTHWISE_CONV_2D (API 27): plain ops onnx2tf
+    lowers without layout guesses, so this is the form TFLite targets take below API 30
+    (the default of nnapi-fp16, whose default level is API 29). The filter weights 1/16,
+    1/8, 1/4 are exact in float16.
+
 ``padding="zero"`` (changes the function; a model option, not an ONNX rewrite)
     Reflect padding becomes MIRROR_PAD (NNAPI feature level 7 only); zero padding becomes
     PAD (API 28+) or folds into the conv. pynet-v2-mobile has it as a model option
@@ -81,6 +101,8 @@ class FitOptions:
     split_as_slice: bool = False
     reflect_pad_as_slices: bool = False
     resize_as_depth_to_space: bool = False
+    rsqrt_in_float: bool = False
+    resize_as_nearest_conv: bool = False
 
     def __post_init__(self) -> None:
         if self.pixel_shuffle not in PIXEL_SHUFFLE_FORMS:
@@ -101,7 +123,8 @@ class FitOptions:
         for key in pairs:
             if key not in known:
                 raise InputError(f"unknown fit option {key!r}; known: {', '.join(sorted(known))}")
-        for key in ("drop_noop_pads", "split_as_slice", "reflect_pad_as_slices", "resize_as_depth_to_space"):
+        for key in ("drop_noop_pads", "split_as_slice", "reflect_pad_as_slices", "resize_as_depth_to_space",
+                    "rsqrt_in_float", "resize_as_nearest_conv"):
             if key in pairs and not isinstance(pairs[key], bool):
                 raise InputError(f"fit option {key} must be true or false")
         return cls(**pairs)
@@ -135,7 +158,7 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
             consumers.setdefault(i, []).append(n)
     graph_outputs = {o.name for o in graph.output}
     changed = {"depth_to_space_dcr": 0, "depth_to_space_deconv": 0, "noop_pads_removed": 0, "splits_as_slices": 0,
-               "reflect_pads_as_slices": 0, "resizes_as_depth_to_space": 0}
+               "reflect_pads_as_slices": 0, "resizes_as_depth_to_space": 0, "resizes_as_nearest_conv": 0}
 
     def single_use(name: str) -> bool:
         return len(consumers.get(name, [])) == 1 and name not in graph_outputs
@@ -229,6 +252,8 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
 
     if options.resize_as_depth_to_space:
         changed["resizes_as_depth_to_space"] = _rewrite_nodes(proto, _resize2x_nodes)
+    if options.resize_as_nearest_conv:
+        changed["resizes_as_nearest_conv"] = _rewrite_nodes(proto, _resize2x_nearest_nodes)
 
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -460,14 +485,9 @@ def _resize2x_nodes(node: Any, graph: Any, shapes: dict[str, list[int]], inits: 
     """Resize(linear, half_pixel, 2x on H and W) -> phase images + Concat + DepthToSpace(DCR)."""
     import numpy as np
 
-    if node.op_type != "Resize" or _attr(node, "mode", "nearest") != "linear":
+    if not _is_half_pixel_resize2x(node, shapes):
         return None
-    if _attr(node, "coordinate_transformation_mode", "half_pixel") not in ("half_pixel", "pytorch_half_pixel"):
-        return None
-    shape, out_shape = shapes.get(node.input[0]), shapes.get(node.output[0])
-    if not shape or len(shape) != 4 or not out_shape or not all(shape) or out_shape != [
-            shape[0], shape[1], 2 * shape[2], 2 * shape[3]] or min(shape[2:]) < 2:
-        return None
+    shape = shapes[node.input[0]]
     b = _Builder(graph, node.name or node.output[0])
     quarter, three_q = b.const(0.25, np.float32), b.const(0.75, np.float32)
 
@@ -485,6 +505,40 @@ def _resize2x_nodes(node: Any, graph: Any, shapes: dict[str, list[int]], inits: 
     # DepthToSpace DCR: output[c, 2i+p, 2j+q] = input[(2p+q)*C + c, i, j]
     stacked = b.op("Concat", [ee, eo, oe, oo], axis=1)
     b.op("DepthToSpace", [stacked], node.output[0], blocksize=2, mode="DCR")
+    return b.nodes
+
+
+def _is_half_pixel_resize2x(node: Any, shapes: dict[str, list[int]]) -> bool:
+    if node.op_type != "Resize" or _attr(node, "mode", "nearest") != "linear":
+        return False
+    if _attr(node, "coordinate_transformation_mode", "half_pixel") not in ("half_pixel", "pytorch_half_pixel"):
+        return False
+    shape, out_shape = shapes.get(node.input[0]), shapes.get(node.output[0])
+    return bool(shape and len(shape) == 4 and all(shape) and min(shape[2:]) >= 2
+                and out_shape == [shape[0], shape[1], 2 * shape[2], 2 * shape[3]])
+
+
+# Half-pixel bilinear 2x on the nearest-neighbour 2x image: [1, 2, 1] / 4 per axis.
+_BILINEAR_ON_NEAREST = (0.25, 0.5, 0.25)
+
+
+def _resize2x_nearest_nodes(node: Any, graph: Any, shapes: dict[str, list[int]], inits: dict[str, Any]) -> list[Any] | None:
+    """Resize(linear, half_pixel, 2x) -> Resize(nearest, asymmetric, floor, 2x) + edge rows/columns
+    replicated (slices + Concat) + a fixed 3x3 depthwise Conv."""
+    import numpy as np
+
+    if not _is_half_pixel_resize2x(node, shapes):
+        return None
+    n, c, h, w = shapes[node.input[0]]
+    b = _Builder(graph, node.name or node.output[0])
+    up = b.op("Resize", [node.input[0], "", b.const([1.0, 1.0, 2.0, 2.0], np.float32)],
+              mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    x = up
+    for axis, size in ((2, 2 * h), (3, 2 * w)):
+        x = b.op("Concat", [b.slice(x, axis, 0, 1), x, b.slice(x, axis, size - 1, size)], axis=axis)
+    taps = np.asarray(_BILINEAR_ON_NEAREST, np.float32)
+    kernel = np.broadcast_to(np.outer(taps, taps), (c, 1, 3, 3))
+    b.op("Conv", [x, b.const(kernel, np.float32)], node.output[0], group=c, kernel_shape=[3, 3])
     return b.nodes
 
 

@@ -81,9 +81,78 @@ def apply_fits(source: TorchSource, fit: Any) -> tuple[TorchSource, dict[str, An
         module = copy.deepcopy(module)
         if _reflect_pads_as_slices(module):
             applied.append("reflect_pad_as_slices")
+    if fit is not None and fit.resize_as_nearest_conv:
+        module = _with_bilinear_as_nearest_conv(module)
+        applied.append("resize_as_nearest_conv")
     wanted = {k for k, v in (fit.to_dict() if fit is not None else {}).items() if v not in (False, "crd")}
+    # Fits that are not graph rewrites here: the quantiser takes them (rsqrt_in_float).
+    by_quantiser = {"rsqrt_in_float"} & wanted
     return (TorchSource(module, source.inputs, source.outputs),
-            {"applied": applied, "not_on_this_route": sorted(wanted - set(applied) - {"reflect_pad_as_slices"})})
+            {"applied": applied + sorted(by_quantiser),
+             "not_on_this_route": sorted(wanted - set(applied) - by_quantiser - {"reflect_pad_as_slices"})})
+
+
+def _row(x: Any, dim: int, i: int) -> Any:
+    """Row/column ``i`` of ``x`` along ``dim``, kept as a dimension. A step of 2 (still one
+    element) lowers to STRIDED_SLICE (NNAPI API 28) instead of SLICE (API 29)."""
+    index = [slice(None)] * x.dim()
+    index[dim] = slice(i, i + 1, 2)
+    return x[tuple(index)]
+
+
+def _bilinear2x_as_nearest_conv(x: Any) -> Any:
+    """Half-pixel bilinear 2x as nearest 2x + edge replication + a fixed 3x3 depthwise filter
+    (the form of ``converters.fit``'s resize_as_nearest_conv, same numbers)."""
+    torch = require("torch", "the litert-torch route")
+    f = torch.nn.functional
+    up = f.interpolate(x, scale_factor=2.0, mode="nearest")
+    for dim in (2, 3):
+        up = torch.cat([_row(up, dim, 0), up, _row(up, dim, up.shape[dim] - 1)], dim=dim)
+    # [1, 2, 1] x [1, 2, 1] / 16 from factory ops (a torch.tensor literal is not exportable here).
+    c = x.shape[1]
+    sixteenth, eighth, quarter = (torch.full((c, 1, 1, 1), v, dtype=x.dtype) for v in (1 / 16, 1 / 8, 1 / 4))
+    edge, middle = torch.cat([sixteenth, eighth, sixteenth], dim=3), torch.cat([eighth, quarter, eighth], dim=3)
+    return f.conv2d(up, torch.cat([edge, middle, edge], dim=2), groups=c)
+
+
+def _bilinear_upsampling_2x(args: tuple[Any, ...], kw: dict[str, Any]) -> bool:
+    x = args[0] if args else kw.get("input")
+    size, scale = kw.get("size", args[1] if len(args) > 1 else None), kw.get("scale_factor", args[2] if len(args) > 2 else None)
+    mode, corners = kw.get("mode", args[3] if len(args) > 3 else "nearest"), kw.get("align_corners", None)
+    if mode != "bilinear" or corners or getattr(x, "dim", lambda: 0)() != 4 or min(x.shape[2:]) < 2:
+        return False
+    if size is not None:
+        return tuple(size) == (2 * x.shape[2], 2 * x.shape[3])
+    return scale in (2, 2.0, (2, 2), (2.0, 2.0))
+
+
+def _with_bilinear_as_nearest_conv(inner: Any) -> Any:
+    """``inner`` wrapped so the calls it makes to ``F.interpolate`` for half-pixel bilinear 2x
+    run as ``_bilinear2x_as_nearest_conv`` while it runs (and so while torch.export traces it)."""
+    torch = require("torch", "the litert-torch route")
+    from unittest import mock
+
+    f = torch.nn.functional
+    plain = f.interpolate
+
+    def interpolate(*args: Any, **kw: Any) -> Any:
+        return _bilinear2x_as_nearest_conv(args[0] if args else kw["input"]) \
+            if _bilinear_upsampling_2x(args, kw) else plain(*args, **kw)
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, module: Any) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, *args: Any) -> Any:
+            with mock.patch.object(f, "interpolate", interpolate):
+                return self.inner(*args)
+
+        def traceable(self) -> Any:     # a two-pass statistics part keeps its traceable form
+            inner = self.inner.traceable() if hasattr(self.inner, "traceable") else self.inner
+            return Wrapped(inner)
+
+    return Wrapped(inner).eval()
 
 
 def _reflect_pads_as_slices(module: Any) -> int:
@@ -107,16 +176,8 @@ def _reflect_pads_as_slices(module: Any) -> int:
         if not p:
             return x
         n = x.shape[dim]
-
-        def column(i: int) -> Any:
-            # One row/column with a step of 2 (still one element): lowered to STRIDED_SLICE
-            # (NNAPI API 28, in its table) instead of SLICE.
-            index = [slice(None)] * x.dim()
-            index[dim] = slice(i, i + 1, 2)
-            return x[tuple(index)]
-
-        before = [column(i) for i in range(p, 0, -1)]
-        after = [column(n - 1 - i) for i in range(1, p + 1)]
+        before = [_row(x, dim, i) for i in range(p, 0, -1)]
+        after = [_row(x, dim, n - 1 - i) for i in range(1, p + 1)]
         return torch.cat([*before, x, *after], dim=dim)
 
     count = 0
@@ -129,10 +190,11 @@ def _reflect_pads_as_slices(module: Any) -> int:
 
 
 def convert(source: TorchSource, out_path: Path, work: Path, precision: str = "fp32",
-            calibration: Mapping[str, Any] | None = None, per_channel: bool = True) -> dict[str, Any]:
+            calibration: Mapping[str, Any] | None = None, per_channel: bool = True,
+            float_ops: Sequence[str] = ()) -> dict[str, Any]:
     """``source`` as a TFLite model at ``out_path`` (fp32, fp16 weights, or full-integer INT8
-    calibrated on ``calibration``: input name -> (N, ...) NCHW arrays); returns what the
-    toolchain said."""
+    calibrated on ``calibration``: input name -> (N, ...) NCHW arrays; ``float_ops``: TFLite op
+    types INT8 leaves in float); returns what the toolchain said."""
     torch = require("torch", "the litert-torch route")
     work.mkdir(parents=True, exist_ok=True)
     program = work / "program.pt2"
@@ -146,7 +208,8 @@ def convert(source: TorchSource, out_path: Path, work: Path, precision: str = "f
                               f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
     request: dict[str, Any] = {"op": "convert", "program": str(program),
                                "inputs": {n: list(s) for n, s in source.inputs.items()},
-                               "output": str(out_path), "precision": precision, "per_channel": per_channel}
+                               "output": str(out_path), "precision": precision, "per_channel": per_channel,
+                               "float_ops": list(float_ops)}
     if precision == "int8":
         np = require("numpy", "the litert-torch route")
         if calibration is None or set(calibration) != set(source.inputs):

@@ -7,18 +7,17 @@ raises before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge_isp._atomic import atomic_dir, guard_folder
-from edge_isp._resources import peak_rss_mb, reset_peak_rss
 from edge_isp.converters import bundle as _bundle
 from edge_isp.converters import two_pass
 from edge_isp.converters.calibration import DEFAULT_CALIB_SAMPLES, DEFAULT_VERIFY_SAMPLES, InputSet, make_input_sets
@@ -26,6 +25,7 @@ from edge_isp.converters.fit import FitOptions, fitted_export, require_supported
 from edge_isp.converters.targets import Target, get_target
 from edge_isp.converters.verify import Verification, compare_outputs, require_passed
 from edge_isp.errors import ConversionError, InputError, OutputError
+from edge_isp.stage_clock import StageClock
 
 def _default_spec():
     from edge_isp.models.pretrained import DEFAULT
@@ -129,6 +129,10 @@ class _Context:
     accelerator: str | None = None     # resolved --soc / Target.accelerator_config
     source: Any = None                 # litert_torch.TorchSource the ONNX file came from
     fit: Any = None                    # the FitOptions in force (the litert-torch route applies its own forms)
+    clock: StageClock | None = None    # records the build's sub-stages (time, peak memory)
+
+    def stage(self, name: str) -> Any:
+        return self.clock.stage(name) if self.clock is not None else contextlib.nullcontext()
 
 
 def _keep_float(ctx: _Context, fmt: str) -> tuple[str, ...]:
@@ -230,29 +234,55 @@ def _build_tflite(ctx: _Context) -> _Built:
         precision = ctx.target.precision
         calibration = {ctx.input_name: ctx.calib.data, **(ctx.calib.extra or {})} if ctx.target.quantized else None
         source, fits = litert_torch.apply_fits(ctx.source, ctx.fit)
-        info = litert_torch.convert(source, out, ctx.work / "litert_torch", precision=precision,
-                                    calibration=calibration, per_channel=ctx.opts.per_channel)
+        float_ops = ("RSQRT",) if ctx.target.quantized and ctx.fit is not None and ctx.fit.rsqrt_in_float else ()
+        with ctx.stage("litert-torch"):
+            info = litert_torch.convert(source, out, ctx.work / "litert_torch", precision=precision,
+                                        calibration=calibration, per_channel=ctx.opts.per_channel,
+                                        float_ops=float_ops)
         info["fit"] = fits
         quantization = _FLOAT_QUANTIZATION.get(precision) or {
             "weights": f"int8 {'per-channel' if ctx.opts.per_channel else 'per-tensor'}",
-            "activations": "int8 per-tensor", "io_dtype": "int8", "calibration_samples": int(ctx.calib.data.shape[0])}
-        return _Built(out, quantization={**quantization, "route": {**info, "why": why}},
+            "activations": "int8 per-tensor", "io_dtype": "int8", "calibration_samples": int(ctx.calib.data.shape[0]),
+            "float_ops": list(float_ops)}
+        return _Built(_tflite_fit_pass(ctx, out), quantization={**quantization, "route": {**info, "why": why}},
                       runtime_options={"layout": "NCHW"})   # the program's own interface, not onnx2tf's NHWC
-    saved, f32, f16 = tflite.onnx_to_saved_model(ctx.onnx_path, ctx.work / "tf", ctx.input_name, ctx.calib.data)
+    with ctx.stage("onnx2tf"):
+        saved, f32, f16 = tflite.onnx_to_saved_model(ctx.onnx_path, ctx.work / "tf", ctx.input_name, ctx.calib.data)
     onnx2tf = {"route": {"route": "onnx2tf", "why": why}}
     if ctx.target.precision in _FLOAT_QUANTIZATION:
-        return _Built({"fp32": f32, "fp16": f16}[ctx.target.precision],
+        return _Built(_tflite_fit_pass(ctx, {"fp32": f32, "fp16": f16}[ctx.target.precision]),
                       quantization={**_FLOAT_QUANTIZATION[ctx.target.precision], **onnx2tf})
     io_dtype = ctx.opts.io_dtype or ctx.target.io_dtype
     _check_keep_float(ctx, "tflite", tflite.op_names(f32))
-    calibrated = tflite.calibrate(saved, ctx.calib.data, ctx.calib.extra, ctx.input_name)
-    keep = tuple(op.upper() for op in _keep_float(ctx, "tflite"))
+    with ctx.stage("calibrate"):
+        calibrated = tflite.calibrate(saved, ctx.calib.data, ctx.calib.extra, ctx.input_name)
+    keep = tuple(op.upper() for op in _keep_float(ctx, "tflite")) + _fit_float_ops(ctx, tflite.op_names(f32))
     nodes = tuple(tflite.norm_island_nodes(f32)) if "norm" in ctx.opts.keep_float else ()
-    built = tflite.quantize_int8(calibrated, ctx.work / "model_int8.tflite", ctx.calib.data, io_dtype=io_dtype,
-                                 per_channel=ctx.opts.per_channel, keep_float_ops=keep, keep_float_nodes=nodes,
-                                 layer_report=ctx.opts.layer_report, extra=ctx.calib.extra, names_from=f32,
-                                 output_order=_onnx_output_names(ctx.onnx_path))
-    return _Built(built.path, quantization={**built.quantization, **onnx2tf}, layer_errors=built.layer_errors)
+    with ctx.stage("quantize"):
+        built = tflite.quantize_int8(calibrated, ctx.work / "model_int8.tflite", ctx.calib.data, io_dtype=io_dtype,
+                                     per_channel=ctx.opts.per_channel, keep_float_ops=keep, keep_float_nodes=nodes,
+                                     layer_report=ctx.opts.layer_report, extra=ctx.calib.extra, names_from=f32,
+                                     output_order=_onnx_output_names(ctx.onnx_path))
+    return _Built(_tflite_fit_pass(ctx, built.path), quantization={**built.quantization, **onnx2tf},
+                  layer_errors=built.layer_errors)
+
+
+def _tflite_fit_pass(ctx: _Context, path: Path) -> Path:
+    """The TFLite-level half of a fit, on either route: resize_as_nearest_conv's nearest
+    resizes lose the half-pixel flag both converters set (same numbers, NNAPI API 29). Works on
+    a copy: onnx2tf's outputs are cached for other targets."""
+    if ctx.fit is None or not ctx.fit.resize_as_nearest_conv:
+        return path
+    from edge_isp.converters import tflite
+
+    out = ctx.work / f"{path.stem}_fit.tflite"
+    tflite.clear_integer_scale_half_pixel(path, out)
+    return out
+
+
+def _fit_float_ops(ctx: _Context, graph_ops: set[str]) -> tuple[str, ...]:
+    """Ops a fit option leaves out of INT8 quantisation (``rsqrt_in_float``), where the graph has them."""
+    return ("RSQRT",) if ctx.fit is not None and ctx.fit.rsqrt_in_float and "RSQRT" in graph_ops else ()
 
 
 def _onnx_output_names(onnx_path: Path) -> list[str]:
@@ -517,14 +547,11 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
     out_dir = Path(opts.output) if opts.output else default_output(opts)
     # Before any work: never replace what is not a bundle; a bundle only with --overwrite.
     guard_folder(out_dir, kind="bundle", is_ours=_bundle.is_bundle_dir, overwrite=opts.overwrite)
-    timings: dict[str, float] = {}
-    reset_peak_rss()
-    started = time.perf_counter()
+    clock = StageClock()
 
     def stage(name: str) -> Callable[[], None]:
         progress(name)
-        t0 = time.perf_counter()
-        return lambda: timings.__setitem__(name, round(time.perf_counter() - t0, 3))
+        return clock.begin(name)
 
     done = stage("model")
     model = create(opts.model, seed=opts.seed, **opts.model_options)
@@ -573,12 +600,12 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
 
         done = stage(target.format)
         ctx = _Context(opts, target, exported.path, exported.input_name, work, calib, held_out, accelerator,
-                       sources.get(Path(exported.path)), fit)
+                       sources.get(Path(exported.path)), fit, clock)
         built = FORMAT_BUILDERS[target.format](ctx)
         if split is not None:
             (work / "stats").mkdir()
             stats_ctx = _Context(opts, target, stats_exported.path, stats_exported.input_name, work / "stats",
-                                 calib, held_out, accelerator, sources.get(Path(stats_exported.path)), fit)
+                                 calib, held_out, accelerator, sources.get(Path(stats_exported.path)), fit, clock)
             stats_built = FORMAT_BUILDERS[target.format](stats_ctx)
         done()
 
@@ -689,9 +716,10 @@ def convert(opts: ConvertOptions, progress: Callable[[str], None] = lambda stage
                 "source_onnx": "source.onnx" if target.format != "onnx" else artifact_name,
             })
             done()
-            timings["total"] = round(time.perf_counter() - started, 3)
-            manifest["conversion"] = {"time_s": timings["total"], "stages_s": dict(timings),
-                                      "peak_rss_mb": round(peak_rss_mb(), 1)}
+            total_s, peak_mb = clock.total()
+            timings = {**clock.seconds, "total": total_s}
+            manifest["conversion"] = {"time_s": total_s, "stages_s": timings, "peak_rss_mb": peak_mb,
+                                      "stages_peak_rss_mb": dict(clock.peak_mb)}
             _bundle.write_manifest(tmp, manifest)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -55,6 +55,13 @@ DELEGATE_FIT = {"pixel_shuffle": "dcr", "drop_noop_pads": True}
 NNAPI_FIT = {**DELEGATE_FIT, "reflect_pad_as_slices": True}
 # Quantised SPLIT needs NNAPI API 30; STRIDED_SLICE runs from API 28.
 NNAPI_INT8_FIT = {**NNAPI_FIT, "split_as_slice": True}
+# Half-pixel RESIZE_BILINEAR needs API 30: targets whose default level is API 29 take the
+# nearest-neighbour + fixed-filter form (exact up to float rounding).
+NNAPI_FP16_FIT = {**NNAPI_FIT, "resize_as_nearest_conv": True}
+NNAPI_UINT8_FIT = {**NNAPI_INT8_FIT, "resize_as_nearest_conv": True}
+# The NNAPI delegate takes a float RSQRT between DEQUANTIZE/QUANTIZE from API 30 (quantized
+# RSQRT only from feature level 7); vendor NPU compilers may want integer-only graphs.
+NNAPI_INT8_DELEGATE_FIT = {**NNAPI_INT8_FIT, "rsqrt_in_float": True}
 
 
 _TARGETS: dict[str, Target] = {}
@@ -76,14 +83,14 @@ _add(Target("gpu-fp16", "tflite", "fp16", "litert", "gpu",
             min_psnr_db=MIN_PSNR_DB["fp16"], fit=DELEGATE_FIT))
 _add(Target("nnapi-fp16", "tflite", "fp16", "litert", "nnapi",
             "TFLite with FP16 weights for NNAPI (fp16-relaxed accelerators)", delegate="nnapi",
-            min_psnr_db=MIN_PSNR_DB["fp16"], default_api_level=29, fit=NNAPI_FIT))
+            min_psnr_db=MIN_PSNR_DB["fp16"], default_api_level=29, fit=NNAPI_FP16_FIT))
 _add(Target("nnapi-int8", "tflite", "int8", "litert", "nnapi",
             "TFLite full-integer INT8 for NNAPI NPUs/DSPs", io_dtype="int8", delegate="nnapi",
-            min_psnr_db=MIN_PSNR_DB["int8"], default_api_level=30, fit=NNAPI_INT8_FIT))
+            min_psnr_db=MIN_PSNR_DB["int8"], default_api_level=30, fit=NNAPI_INT8_DELEGATE_FIT))
 _add(Target("nnapi-uint8", "tflite", "int8", "litert", "nnapi",
             "TFLite full-integer with uint8 I/O for NNAPI drivers below feature level 4",
             io_dtype="uint8", delegate="nnapi", min_psnr_db=MIN_PSNR_DB["int8"],
-            default_api_level=29, fit=NNAPI_INT8_FIT))
+            default_api_level=29, fit=NNAPI_UINT8_FIT))
 _add(Target("openvino-fp32", "openvino", "fp32", "openvino", "openvino-cpu",
             "OpenVINO IR FP32 (CPU, f32 inference precision)", min_psnr_db=MIN_PSNR_DB["fp32"]))
 _add(Target("openvino-fp16", "openvino", "fp16", "openvino", "openvino-cpu",

@@ -270,6 +270,50 @@ def _layer_errors(calibrated: bytes, calib_nchw: np.ndarray, per_channel: bool,
     return report[:top]
 
 
+def clear_integer_scale_half_pixel(src: Path, dst: Path) -> int:
+    """Copy ``src`` to ``dst`` with ``half_pixel_centers`` cleared on every RESIZE_NEAREST_NEIGHBOR
+    that scales by whole factors; returns how many.
+
+    Both TFLite routes write nearest-neighbour resizes with half-pixel centres (TF2's
+    ``tf.image.resize``, LiteRT-Torch), which NNAPI takes only from API 30. For a whole factor
+    s the source row is floor((k + 0.5) / s) = floor(k / s) either way (k / s has a fraction
+    <= (s - 1) / s), so the flag changes nothing but the API level. The stored byte is
+    flipped in place: nothing else of the file moves (models with buffers after the
+    flatbuffer stay valid).
+    """
+    import flatbuffers
+    from tflite.BuiltinOperator import BuiltinOperator
+    from tflite.Model import Model
+    from tflite.ResizeNearestNeighborOptions import ResizeNearestNeighborOptions
+
+    from edge_isp.converters.tflite_reader import builtin_code
+
+    data = bytearray(Path(src).read_bytes())
+    model = Model.GetRootAs(data, 0)
+    nearest = {i for i in range(model.OperatorCodesLength())
+               if builtin_code(model.OperatorCodes(i)) == BuiltinOperator.RESIZE_NEAREST_NEIGHBOR}
+    cleared = 0
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for k in range(graph.OperatorsLength()):
+            op = graph.Operators(k)
+            table = op.BuiltinOptions() if op.OpcodeIndex() in nearest else None
+            if table is None:
+                continue
+            options = ResizeNearestNeighborOptions()
+            options.Init(table.Bytes, table.Pos)
+            if not options.HalfPixelCenters():
+                continue
+            (_, h, w, _) = graph.Tensors(op.Inputs(0)).ShapeAsNumpy()
+            (_, oh, ow, _) = graph.Tensors(op.Outputs(0)).ShapeAsNumpy()
+            if h and w and oh % h == 0 and ow % w == 0:
+                field = options._tab.Offset(6)     # noqa: SLF001 - half_pixel_centers' vtable slot
+                data[options._tab.Pos + flatbuffers.number_types.UOffsetTFlags.py_type(field)] = 0  # noqa: SLF001
+                cleared += 1
+    Path(dst).write_bytes(bytes(data))
+    return cleared
+
+
 # Elementwise ops an InstanceNorm lowers into; an island grows through these only.
 def op_names(tflite_path: Path) -> set[str]:
     """The builtin op names (CONV_2D, MEAN, ...) of a TFLite model: what --keep-float names."""

@@ -190,6 +190,11 @@ def _builtin_code_field(oc: Any) -> int:
     return int(oc._tab.Get(flatbuffers.number_types.Int32Flags, o + oc._tab.Pos)) if o else 0  # noqa: SLF001
 
 
+def builtin_code(oc: Any) -> int:
+    """An OperatorCode's builtin op code as TFLite reads it: the larger of both fields."""
+    return max(_builtin_code_field(oc), int(oc.DeprecatedBuiltinCode()))
+
+
 def parse_tflite(data: bytes, path: Path | None = None, subgraph: int = 0) -> TfliteModel:
     """Parse flatbuffer bytes; raises ``TfliteFormatError`` for anything that is not a model."""
     where = str(path) if path else "the data"
@@ -219,7 +224,7 @@ def parse_tflite(data: bytes, path: Path | None = None, subgraph: int = 0) -> Tf
         codes = []
         for i in range(model.OperatorCodesLength()):
             oc = model.OperatorCodes(i)
-            code = max(_builtin_code_field(oc), int(oc.DeprecatedBuiltinCode()))
+            code = builtin_code(oc)
             name = _enum_names("BuiltinOperator").get(code, f"BUILTIN_{code}")
             custom = oc.CustomCode()
             # LiteRT writes its DISPATCH_OP (and some vendor ops) as builtin code 0 with a custom

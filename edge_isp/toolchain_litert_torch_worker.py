@@ -6,7 +6,7 @@ Request  ``{"schema": "edge-isp/toolchain-request@1", "op": "version"}``
          ``{"schema": ..., "op": "convert", "program": PATH (torch.export archive),
            "inputs": {"bayer": [1, 4, h, w], ...} (the program's keyword inputs), "output": PATH,
            "precision": "fp32" | "fp16" | "int8", "calibration": NPZ (int8: name -> (N, ...) arrays),
-           "per_channel": bool}``
+           "per_channel": bool, "float_ops": ["RSQRT", ...] (int8: TFLite op types left in float)}``
 Response ``{"schema": "edge-isp/toolchain-response@1", "ok": bool, "error": str | None, ...}``;
 convert adds ``output``, ``seconds`` and ``version``.
 
@@ -74,6 +74,9 @@ def _quantise(float_path: Path, out: Path, precision: str, req: dict) -> None:
                        else qtyping.QuantGranularity.TENSORWISE)
         recipe.add_static_config(regex=".*", operation_name=every, activation_num_bits=8, weight_num_bits=8,
                                  weight_granularity=granularity)
+        for op in req.get("float_ops", []):    # left in float32 between DEQUANTIZE / QUANTIZE
+            recipe.add_quantization_config(regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
+                                           algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
     else:
         raise ValueError(f"precision {precision!r} (fp32 | fp16 | int8)")
     q = quantizer.Quantizer(str(float_path))

@@ -30,17 +30,21 @@ def _run(path, name, x):
 
 @pytest.mark.parametrize("pad", [1, 2])
 @pytest.mark.parametrize("hw", [(6, 10), (9, 7)])
-def test_reflect_pad_and_resize_rewrites_are_exact(tmp_path, pad, hw):
+@pytest.mark.parametrize("resize_fit", ["resize_as_depth_to_space", "resize_as_nearest_conv"])
+def test_reflect_pad_and_resize_rewrites_are_exact(tmp_path, pad, hw, resize_fit):
     torch.manual_seed(0)
     model = _Small(pad).eval()
     shape = (1, 4, *hw)
     x = np.random.default_rng(1).random(shape, dtype=np.float32)
     plain = fitted_export(FitOptions())(model, shape, tmp_path / "a.onnx")
-    fitted = fitted_export(FitOptions(reflect_pad_as_slices=True, resize_as_depth_to_space=True))(
+    fitted = fitted_export(FitOptions(reflect_pad_as_slices=True, **{resize_fit: True}))(
         model, shape, tmp_path / "b.onnx")
     assert plain.op_types.get("Pad") and plain.op_types.get("Resize")
-    assert "Pad" not in fitted.op_types and "Resize" not in fitted.op_types
-    assert fitted.op_types.get("DepthToSpace") == 1
+    assert "Pad" not in fitted.op_types
+    if resize_fit == "resize_as_depth_to_space":
+        assert "Resize" not in fitted.op_types and fitted.op_types.get("DepthToSpace") == 1
+    else:   # one nearest-neighbour Resize and one fixed depthwise Conv instead of the bilinear one
+        assert fitted.op_types.get("Resize") == 1 and fitted.op_types.get("Conv") == 2
     np.testing.assert_allclose(_run(tmp_path / "b.onnx", fitted.input_name, x),
                                _run(tmp_path / "a.onnx", plain.input_name, x), atol=1e-6)
     with torch.no_grad():
@@ -71,3 +75,78 @@ def test_nnapi_targets_lower_reflect_pads_by_default_and_tflite_refuses_the_resi
     with pytest.raises(InputError, match="does not reach TFLite yet"):
         require_supported(FitOptions(resize_as_depth_to_space=True), "tflite")
     require_supported(FitOptions(resize_as_depth_to_space=True), "openvino")  # fine there
+
+
+def test_nnapi_targets_at_api_29_take_the_nearest_form_and_int8_keeps_rsqrt_float():
+    from edge_isp.converters import get_target
+
+    assert get_target("nnapi-fp16").fit.get("resize_as_nearest_conv") is True       # default level API 29
+    assert get_target("nnapi-uint8").fit.get("resize_as_nearest_conv") is True
+    assert not get_target("nnapi-int8").fit.get("resize_as_nearest_conv")          # API 30 takes half-pixel
+    assert get_target("nnapi-int8").fit.get("rsqrt_in_float") is True
+    assert not get_target("litert-npu-qualcomm").fit.get("rsqrt_in_float")         # NPU compilers: integer only
+    require_supported(FitOptions(resize_as_nearest_conv=True), "tflite")            # reaches TFLite
+
+
+def test_half_pixel_flag_is_cleared_only_where_it_changes_nothing(tmp_path):
+    """TF2 writes every nearest resize with half-pixel centres; for whole factors the flag picks the
+    same source pixels, so clearing it keeps the numbers and makes the op NNAPI API 29's."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    tf = pytest.importorskip("tensorflow")
+    from edge_isp.converters.tflite import clear_integer_scale_half_pixel
+    from edge_isp.converters.tflite_reader import read_tflite
+    from edge_isp.runtimes.litert import _interpreter_class
+
+    def fn(x):
+        whole = tf.image.resize(x, (12, 20), method="nearest")        # 2x: cleared
+        odd = tf.image.resize(x, (9, 15), method="nearest")           # 1.5x: the flag matters, kept
+        return whole, odd
+
+    f = tf.function(fn, input_signature=[tf.TensorSpec((1, 6, 10, 3), tf.float32)])
+    src = tmp_path / "a.tflite"
+    src.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert())
+    dst = tmp_path / "b.tflite"
+    assert clear_integer_scale_half_pixel(src, dst) == 1
+    model = read_tflite(dst)
+    flags = sorted((model.op_outputs(op)[0].shape[1], op.options.get("half_pixel_centers"))
+                   for op in model.operators if op.op == "RESIZE_NEAREST_NEIGHBOR")
+    assert flags == [(9, True), (12, False)]
+    x = np.random.default_rng(0).random((1, 6, 10, 3), dtype=np.float32)
+
+    def run(path):
+        interp = _interpreter_class("litert")(model_path=str(path))
+        interp.allocate_tensors()
+        interp.set_tensor(interp.get_input_details()[0]["index"], x)
+        interp.invoke()
+        return sorted((o["shape"][1], interp.get_tensor(o["index"]).copy()) for o in interp.get_output_details())
+
+    for (h_a, a), (h_b, b) in zip(run(src), run(dst)):
+        assert h_a == h_b and np.array_equal(a, b)
+
+
+@pytest.mark.slow
+# INT8 of random InstanceNorm weights lands near 27 dB: the bar here is the delegation's, not the picture's.
+@pytest.mark.parametrize("target,level,bar", [("nnapi-fp16", 29, 80.0), ("nnapi-int8", 30, 20.0)])
+def test_reference_pynet_v2_mobile_runs_whole_on_nnapi(tmp_path, target, level, bar):
+    """Issue #22's goal on the onnx2tf route: the published PyNET-V2 Mobile (reflect padding,
+    InstanceNorm, half-pixel bilinear upsampling) fully delegated at its target's level."""
+    from edge_isp.converters.check import check_bundle
+    from edge_isp.converters.pipeline import ConvertOptions, convert
+    from edge_isp.converters.tflite_reader import read_tflite
+
+    result = convert(ConvertOptions(model="pynet-v2-mobile", target=target, input_size=(160, 224), tiling="blended",
+                                    route="onnx2tf", calib_samples=8, verify_samples=2, min_psnr_db=bar,
+                                    output=tmp_path / "b"))
+    assert result.verification.passed and result.verification.min_sample_psnr_db >= bar
+    report = check_bundle(result.bundle.path, api_level=level)
+    assert report.verdict == "full", report.summary
+    model = read_tflite(result.bundle.path / "model.tflite")
+    names = set(model.op_counts())
+    assert "MIRROR_PAD" not in names
+    assert ("RESIZE_BILINEAR" in names) == (level >= 30)          # half-pixel bilinear is API 30's
+    if target == "nnapi-int8":
+        rsqrt = [op for op in model.operators if op.op == "RSQRT"]
+        assert rsqrt and all(model.op_inputs(op)[0].dtype == "float32" for op in rsqrt)   # the float island
+        assert result.manifest["quantization"]["float_ops"] == ["RSQRT"]
