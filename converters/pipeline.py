@@ -179,11 +179,18 @@ def _build_onnx(ctx: _Context) -> _Built:
     return _Built(ctx.onnx_path)
 
 
+# Above this much float32 activation (all 4-D tensors at the converted size), onnx2tf's probe
+# run and TF's calibrator cost gigabytes and minutes: PyNET at 448x448 (4.3 GiB) took 12.9 GB and
+# 475 s in onnx2tf plus 500 s in TF's calibration here; litert-torch took 2.8 GB and 173 s.
+ONNX2TF_ACTIVATION_BUDGET_MIB = 2048
+
+
 def choose_route(ctx: _Context) -> tuple[str, str]:
     """(route, why) for a TFLite build: the user's --route, or onnx2tf unless its layout guess
-    is ambiguous at this size and litert-torch can take the model (float, installed)."""
+    is ambiguous at this size or the graph is too big for it, and litert-torch can take the
+    conversion (installed, nothing it lacks)."""
     from edge_isp.converters import litert_torch
-    from edge_isp.converters.layout_guard import find_collisions
+    from edge_isp.converters.layout_guard import graph_facts
 
     route = ctx.opts.route
     litert_torch.check_route(route)
@@ -192,10 +199,15 @@ def choose_route(ctx: _Context) -> tuple[str, str]:
         raise InputError(f"--route litert-torch cannot take {unsupported}; drop it or use --route onnx2tf")
     if route != "auto":
         return route, "asked (--route)"
-    collisions = find_collisions(ctx.onnx_path)
-    if not collisions:
+    facts = graph_facts(ctx.onnx_path)
+    if facts.collisions:
+        why = (f"{len(facts.collisions)} activation(s) have as many channels as rows or columns "
+               f"(e.g. {facts.collisions[0]})")
+    elif facts.activations_mib > ONNX2TF_ACTIVATION_BUDGET_MIB:
+        why = (f"{facts.activations_mib / 1024:.1f} GiB of activations at this size: onnx2tf's probe run and "
+               f"TF's calibrator hold them all (PyNET at 448x448: 12.9 GB, 16 min)")
+    else:
         return "onnx2tf", "no layout ambiguity at this size"
-    why = f"{len(collisions)} activation(s) have as many channels as rows or columns (e.g. {collisions[0]})"
     if unsupported:
         return "onnx2tf", f"{why}; litert-torch cannot take {unsupported}"
     if not litert_torch.available():

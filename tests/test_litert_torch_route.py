@@ -45,6 +45,11 @@ def test_route_choice_says_why(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="uint8 I/O"):
         choose_route(_ctx(tmp_path, "nnapi-uint8", "litert-torch", (128, 128)))
     assert choose_route(_ctx(tmp_path, "nnapi-int8", "onnx2tf", (128, 128)))[0] == "onnx2tf"   # asked
+    plain = _ctx(tmp_path, "cpu-fp32", "auto", (160, 224))                   # no collision, small graph
+    assert choose_route(plain) == ("onnx2tf", "no layout ambiguity at this size")
+    monkeypatch.setattr("edge_isp.converters.pipeline.ONNX2TF_ACTIVATION_BUDGET_MIB", 1)   # as if it were PyNET
+    route, why = choose_route(plain)
+    assert route == "onnx2tf" and "GiB of activations at this size" in why and "toolchain install" in why
     with pytest.raises(InputError, match="--route 'tf'"):
         choose_route(_ctx(tmp_path, "cpu-fp32", "tf", (128, 128)))
 

@@ -1,0 +1,44 @@
+"""Rebuild the checked-in model matrix (docs/model_matrix.json and docs/MODEL_MATRIX.md).
+
+    .venv/bin/python scripts/model_matrix.py                 # measure the cells not in the table yet
+    .venv/bin/python scripts/model_matrix.py --fresh         # measure every cell again
+    .venv/bin/python scripts/model_matrix.py --models microisp,punet --targets cpu-int8
+
+Every cell is a real conversion in its own process (minutes for the big PyNETs); the table is
+saved after each, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edge_isp import model_matrix as mm
+from edge_isp.models import list_models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(list_models()))
+    ap.add_argument("--targets", default=",".join(mm.MATRIX_TARGETS))
+    ap.add_argument("--fresh", action="store_true", help="measure cells already in the table again")
+    ap.add_argument("--json", type=Path, default=ROOT / "docs" / "model_matrix.json")
+    ap.add_argument("--markdown", type=Path, default=ROOT / "docs" / "MODEL_MATRIX.md")
+    args = ap.parse_args()
+    table = mm.Matrix.load(args.json) if args.json.is_file() else mm.Matrix()
+    table.machine = mm.machine_description()
+
+    def show(cell: mm.Cell) -> None:
+        what = (f"{cell.psnr_mean_db} / {cell.psnr_worst_db} dB, {cell.delegated}, {cell.time_s} s, "
+                f"{cell.peak_rss_mb} MB") if cell.ok else f"FAILS: {cell.reason}"
+        print(f"{cell.model:26s} {cell.target:14s} {what}", flush=True)
+
+    mm.build(args.models.split(","), args.targets.split(","), table,
+             save=lambda t: t.save(args.json, args.markdown), resume=not args.fresh, progress=show)
+    print(f"wrote {args.json} and {args.markdown}")
+
+
+if __name__ == "__main__":
+    main()
