@@ -30,7 +30,7 @@ SCHEMA = "edge-isp/model-matrix@1"
 MATRIX_TARGETS = ("nnapi-int8", "nnapi-fp16", "gpu-fp16", "cpu-int8", "openvino-int8")
 # Device profiles each TFLite cell is checked against, next to the target's own default level:
 # the newest Pixel and the SoC of the PyNET-V2 Mobile paper.
-MATRIX_DEVICES = ("pixel-8", "mediatek-dimensity-9000")
+MATRIX_DEVICES = ("pixel-8", "dimensity-9000")
 TARGET_LEVEL = "target"       # the column of the target's own default level (no device)
 # What CI tolerates before calling a cell worse: INT8 calibration and float kernels differ a
 # little between CPUs, so PSNR is compared with a margin; delegation must not drop at all.
@@ -213,14 +213,16 @@ def machine_description() -> dict[str, Any]:
 
 
 def build(models: Sequence[str], targets: Sequence[str], table: Matrix, save: Callable[[Matrix], None],
-          resume: bool = True, progress: Callable[[Cell], None] = lambda cell: None) -> Matrix:
+          resume: bool = True, progress: Callable[[Cell], None] = lambda cell: None,
+          input_size: str | None = None) -> Matrix:
     """Measure every (model, target) cell not in ``table`` yet (all with ``resume=False``),
-    saving after each so an interrupted run keeps what it measured."""
+    saving after each so an interrupted run keeps what it measured. ``input_size``: one size
+    for every model instead of each model's default (a table of its own)."""
     for model in models:
         for target in targets:
             if resume and table.get(model, target) is not None:
                 continue
-            cell = measure_cell(model, target)
+            cell = measure_cell(model, target, input_size)
             table.put(cell)
             save(table)
             progress(cell)

@@ -3,6 +3,8 @@
     .venv/bin/python scripts/model_matrix.py                 # measure the cells not in the table yet
     .venv/bin/python scripts/model_matrix.py --fresh         # measure every cell again
     .venv/bin/python scripts/model_matrix.py --models microisp,punet --targets cpu-int8
+    .venv/bin/python scripts/model_matrix.py --input-size 256x256 --json docs/model_matrix_256.json \
+        --markdown docs/MODEL_MATRIX_256.md                   # every model at one size
 
 Every cell is a real conversion in its own process (minutes for the big PyNETs); the table is
 saved after each, so an interrupted run resumes where it stopped.
@@ -24,6 +26,7 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(list_models()))
     ap.add_argument("--targets", default=",".join(mm.MATRIX_TARGETS))
     ap.add_argument("--fresh", action="store_true", help="measure cells already in the table again")
+    ap.add_argument("--input-size", default=None, help="one RAW size for every model (default: each model's own)")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "model_matrix.json")
     ap.add_argument("--markdown", type=Path, default=ROOT / "docs" / "MODEL_MATRIX.md")
     args = ap.parse_args()
@@ -36,7 +39,8 @@ def main() -> None:
         print(f"{cell.model:26s} {cell.target:14s} {what}", flush=True)
 
     mm.build(args.models.split(","), args.targets.split(","), table,
-             save=lambda t: t.save(args.json, args.markdown), resume=not args.fresh, progress=show)
+             save=lambda t: t.save(args.json, args.markdown), resume=not args.fresh, progress=show,
+             input_size=args.input_size)
     print(f"wrote {args.json} and {args.markdown}")
 
 

@@ -1,0 +1,77 @@
+"""The checked-in model matrix (issue #22): its format, what counts as worse, and CI's recomputation
+of the cells it can afford (real conversions, compared with docs/model_matrix.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge_isp import model_matrix as mm
+from edge_isp.errors import InputError
+
+TABLE = Path(__file__).resolve().parents[1] / "docs" / "model_matrix.json"
+# The cells CI measures again: models that convert in about a minute per target here.
+CI_CELLS = (("punet", "nnapi-int8"), ("punet", "openvino-int8"))
+
+
+def _cell(**kw):
+    base = dict(model="punet", target="nnapi-int8", ok=True, psnr_mean_db=58.0, psnr_worst_db=57.0, size_mb=5.9,
+                time_s=60.0, peak_rss_mb=1500, delegated={"target": [90, 90], "pixel-8": [90, 90]})
+    return mm.Cell(**{**base, **kw})
+
+
+def test_what_counts_as_worse():
+    table = mm.Matrix([_cell(), _cell(model="microisp", ok=False, reason="refused")])
+    assert mm.regressions(table, [_cell(psnr_worst_db=56.0, time_s=500.0)]) == []     # within 1.5 dB; time is not judged
+    found = mm.regressions(table, [_cell(psnr_worst_db=55.0)])
+    assert len(found) == 1 and "worst PSNR 55.0 dB < table 57.0 dB" in found[0]
+    found = mm.regressions(table, [_cell(delegated={"target": [89, 90], "pixel-8": [90, 90]})])
+    assert found == ["punet -> nnapi-int8: target delegates 89 ops, table 90"]
+    assert "now fails: boom" in mm.regressions(table, [_cell(ok=False, reason="boom")])[0]
+    assert mm.regressions(table, [_cell(model="microisp", ok=False, reason="still")]) == []   # was failing already
+    assert mm.regressions(table, [_cell(model="lw-isp")]) == []                              # not in the table
+
+
+def test_table_round_trips_and_renders(tmp_path):
+    table = mm.Matrix([_cell(), _cell(target="openvino-int8", delegated={"target": [70, 70]}),
+                       _cell(model="pynet", ok=False, reason="a | b")], {"cpu": "test"})
+    table.save(tmp_path / "m.json", tmp_path / "m.md")
+    again = mm.Matrix.load(tmp_path / "m.json")
+    assert again.to_dict() == table.to_dict()
+    md = (tmp_path / "m.md").read_text()
+    assert "## nnapi-int8" in md and "## openvino-int8" in md and "| punet | yes" in md
+    assert "| pynet | no: a / b |" in md and "90/90" in md
+
+
+def test_a_broken_table_says_what_to_do(tmp_path):
+    bad = tmp_path / "m.json"
+    bad.write_text(json.dumps({"schema": "other", "cells": []}))
+    with pytest.raises(InputError, match="regenerate it with scripts/model_matrix.py"):
+        mm.Matrix.load(bad)
+    bad.write_text(json.dumps({"schema": mm.SCHEMA, "cells": [{"ok": True}]}))
+    with pytest.raises(InputError, match="without model/target"):
+        mm.Matrix.load(bad)
+
+
+def test_checked_in_table_covers_every_model_and_main_target():
+    from edge_isp.models import list_models
+
+    table = mm.Matrix.load(TABLE)
+    missing = [(m, t) for m in list_models() for t in mm.MATRIX_TARGETS if table.get(m, t) is None]
+    assert not missing, f"cells missing from {TABLE.name}: {missing}; run scripts/model_matrix.py"
+    for cell in table.cells:
+        assert cell.ok or cell.reason, cell           # a failure always says why
+        if cell.ok:
+            assert cell.psnr_worst_db <= cell.psnr_mean_db and cell.delegated.get(mm.TARGET_LEVEL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,target", CI_CELLS)
+def test_ci_cells_are_not_worse_than_the_table(model, target):
+    table = mm.Matrix.load(TABLE)
+    assert table.get(model, target) is not None and table.get(model, target).ok
+    fresh = mm.measure_cell(model, target)
+    assert fresh.ok, fresh.reason
+    assert mm.regressions(table, [fresh]) == []
