@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_isp.converters.check import CheckReport, OpResult, _apply_partitions, read_onnx
+from edge_isp.converters.check import CheckReport, OpResult, apply_partitions, read_onnx
 from edge_isp.errors import ConversionError, InputError
 
 TOOLCHAIN = "rknn"
@@ -500,7 +500,7 @@ def rknn_report(result_or_dict: RknnResult | dict[str, Any], target: str, model_
     placement = d["placement"]
     ops = [OpResult(p["index"], p["op"], 1, p["target"] == "NPU", p.get("reason"), output=p.get("output") or "",
                     note=p.get("note")) for p in placement]
-    partitions = _apply_partitions(ops, [(p.get("inputs", []), p.get("outputs", [])) for p in placement], 0, "")
+    partitions = apply_partitions(ops, [(p.get("inputs", []), p.get("outputs", [])) for p in placement], 0, "")
     est = d.get("estimates", {})
     how = {k: sum(1 for p in placement if p.get("how") == k) for k in ("layers", "fused", "removed", "unknown")}
     notes = [f"placement by {d.get('compiler', 'rknn-toolkit2')} for {d.get('platform')} (vendor compiler, not a "

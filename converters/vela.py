@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_isp.converters.check import CheckReport, OpResult, _apply_partitions
+from edge_isp.converters.check import CheckReport, OpResult, apply_partitions
 from edge_isp.converters.tflite_reader import read_tflite
 from edge_isp.errors import ConversionError
 
@@ -196,7 +196,7 @@ def vela_report(result_or_dict: VelaResult | dict[str, Any], target: str, model_
            for p in placement]
     # Vela keeps the op order; an NPU run between CPU ops is one CUSTOM ethos-u op: consecutive runs.
     nodes = [([i - 1] if i else [], [i]) for i in range(len(ops))]
-    partitions = _apply_partitions(ops, nodes, 0, "")
+    partitions = apply_partitions(ops, nodes, 0, "")
     est = d.get("estimates", {})
     notes = [f"placement by {d.get('compiler', 'vela')} for {d.get('accelerator_config')} (vendor compiler, "
              "not a static table)", d.get("note", SAME_ARITHMETIC_NOTE)]

@@ -412,7 +412,8 @@ def test_pixel_shuffle_dcr_rewrite_is_exact(tmp_path):
     before = ort.InferenceSession(str(path)).run(None, {"bayer": x})[0]
     changed = rewrite_onnx(path, FitOptions(pixel_shuffle="dcr", drop_noop_pads=True, split_as_slice=True))
     assert changed == {"depth_to_space_dcr": 1, "depth_to_space_deconv": 0, "noop_pads_removed": 1,
-                       "splits_as_slices": 1, "reflect_pads_as_slices": 0, "resizes_as_depth_to_space": 0}
+                       "splits_as_slices": 1, "reflect_pads_as_slices": 0, "resizes_as_depth_to_space": 0,
+                       "resizes_as_nearest_conv": 0}
     import onnx
 
     g = onnx.load(str(path)).graph
