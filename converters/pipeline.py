@@ -25,16 +25,12 @@ from edge_isp.converters.fit import FitOptions, fitted_export, require_supported
 from edge_isp.converters.targets import Target, get_target
 from edge_isp.converters.verify import Verification, compare_outputs, require_passed
 from edge_isp.errors import ConversionError, InputError, OutputError
+# The default model is defined next to its weights (edge_isp.models.pretrained);
+# DEFAULT_MODEL and PACKAGED_WEIGHTS stay importable from here (explicit re-exports).
+from edge_isp.models.pretrained import DEFAULT, default_weights_path, packaged_weights_for
+from edge_isp.models.pretrained import DEFAULT_MODEL as DEFAULT_MODEL
+from edge_isp.models.pretrained import PACKAGED_WEIGHTS as PACKAGED_WEIGHTS
 from edge_isp.stage_clock import StageClock
-
-def _default_spec():
-    from edge_isp.models.pretrained import DEFAULT
-
-    return DEFAULT
-
-
-# The registry model behind the packaged default (trained weights: edge_isp/assets).
-DEFAULT_MODEL = _default_spec().name
 
 # "--keep-float norm" means the normalisation layers: in OpenVINO the MVN op type; in
 # TFLite the InstanceNorm subgraphs, found in the float model (tflite.norm_island_nodes).
@@ -412,22 +408,13 @@ def _layout_hint(onnx_path: Path, mosaic_hw: tuple[int, int], step: int) -> str:
     )
 
 
-# ``--weights default``: the trained weights shipped in the package, named explicitly.
-PACKAGED_WEIGHTS = "default"
-
-
 def with_default_model(opts: ConvertOptions) -> ConvertOptions:
     """Fill in the packaged default model (name, options, trained weights) when none is given,
     and resolve ``--weights default`` to the packaged file (its model only)."""
-    from edge_isp.models.pretrained import default_weights_path
-
-    spec = _default_spec()
+    spec = DEFAULT
     if opts.weights is not None and str(opts.weights) == PACKAGED_WEIGHTS:
-        if opts.model not in (None, spec.name):
-            raise InputError(f"--weights default are the packaged {spec.name} weights; {opts.model} has no packaged "
-                             f"weights: pass a checkpoint with --weights PATH")
         return dataclasses.replace(opts, model=spec.name, model_options={**spec.options, **opts.model_options},
-                                   weights=default_weights_path(spec))
+                                   weights=packaged_weights_for(opts.model, spec))
     if opts.model is not None:
         return opts
     return dataclasses.replace(opts, model=spec.name, model_options={**spec.options, **opts.model_options},
@@ -438,10 +425,8 @@ def weights_kind(weights: Path | None) -> str:
     """What a bundle's weights are: 'packaged' (the shipped trained default), 'file', 'random'."""
     if weights is None:
         return "random"
-    from edge_isp.models.pretrained import default_weights_path
-
     try:
-        packaged = default_weights_path(_default_spec()).resolve()
+        packaged = default_weights_path(DEFAULT).resolve()
     except InputError:
         packaged = None
     return "packaged" if packaged is not None and Path(weights).resolve() == packaged else "file"

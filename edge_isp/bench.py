@@ -183,7 +183,7 @@ def time_runs(fn: Callable[[], Any], runs: int | None = DEFAULT_RUNS, time_budge
 def bench_runner(loaded: Any, *, runs: int | None = DEFAULT_RUNS, time_budget_s: float | None = None,
                  warmup: int = DEFAULT_WARMUP, min_runs: int = DEFAULT_MIN_RUNS, name: str | None = None,
                  rss_before_load_mb: float | None = None, seed: int = 0) -> BenchResult:
-    """Benchmark an already loaded runner (from ``open_bundle`` / ``open_model``)."""
+    """Benchmark an already loaded runner (from ``open_subject``, ``open_bundle`` or ``open_model``)."""
     x = loaded.example_input(seed)
     t0 = time.perf_counter_ns()
     loaded.run(x)                         # the first call: allocation, JIT, weight packing
@@ -210,20 +210,13 @@ def bench_runner(loaded: Any, *, runs: int | None = DEFAULT_RUNS, time_budget_s:
 def bench(what: Path | str, *, threads: int | None = None, runtime: str | None = None,
           runs: int | None = DEFAULT_RUNS, time_budget_s: float | None = None, warmup: int = DEFAULT_WARMUP,
           min_runs: int = DEFAULT_MIN_RUNS, input_size: tuple[int, int] | None = None) -> BenchResult:
-    """Load (timed) and benchmark one bundle folder, or a registry model in PyTorch."""
-    from edge_isp.runtimes.bundle_runner import open_bundle, open_model
+    """Load (timed) and benchmark one bundle folder, checkpoint, or registry model (in PyTorch)."""
+    from edge_isp.runtimes.subject import open_subject
 
     gc.collect()
     rss0 = current_rss_mb()
     reset_peak_rss()
-    p = Path(what)
-    if p.exists():
-        loaded = open_bundle(p, threads=threads, runtime=runtime)
-    elif runtime not in (None, "torch") or "/" in str(what) or str(what).startswith("."):
-        raise InputError(f"{what}: no such bundle folder; make one with 'edge-isp convert' "
-                         "(a registry model name runs in PyTorch)")
-    else:
-        loaded = open_model(str(what), input_size, threads=threads)
+    loaded = open_subject(what, input_size=input_size, threads=threads, runtime=runtime)
     try:
         return bench_runner(loaded, runs=runs, time_budget_s=time_budget_s, warmup=warmup, min_runs=min_runs,
                             name=str(what), rss_before_load_mb=rss0)
@@ -246,7 +239,7 @@ def bench_many(items: Iterable[Path | str], *, on_done: Callable[[BenchResult], 
         from edge_isp.converters.bundle import load_bundle
 
         for item in items:
-            if Path(item).exists():
+            if Path(item).is_dir():          # a bundle (a checkpoint file runs at any size)
                 kwargs["input_size"] = tuple(load_bundle(Path(item)).manifest["input"]["mosaic_hw"])
                 break
     results = []

@@ -12,19 +12,21 @@ a file that cannot be read or processed is reported and the batch goes on.
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge_isp._atomic import atomic_path, ensure_writable_folder
 from edge_isp._resources import peak_rss_mb, reset_peak_rss
 from edge_isp.errors import EdgeIspError, InputError, UsageError
+
+if TYPE_CHECKING:
+    from edge_isp.runtimes.bundle_runner import LoadedRunner
 
 DEFAULT_OUTPUT_DIR = Path("edge-isp-out") / "process"
 # PyTorch tiles (the reference runner takes any size): the largest tile, RAW mosaic px.
@@ -74,43 +76,22 @@ class ProcessReport:
 
 # ---------------------------------------------------------------------------- runners
 
-def _default_net() -> tuple[str, Any, str | None]:
-    """The default model: trained weights when ``edge_isp.models.pretrained`` ships them.
+def load_runner(bundle: Path | str | None = None, model: str | None = None, *, weights: Path | str | None = None,
+                options: dict[str, Any] | None = None, threads: int | None = None,
+                runtime: str | None = None) -> LoadedRunner:
+    """A bundle's runner, a registry model's PyTorch runner, or (neither) the default model.
 
-    Returns (registry name, module, warning or None).
+    Resolved by :func:`edge_isp.runtimes.subject.open_subject`; PyTorch runs in tiles of
+    ``TORCH_TILE_MOSAIC``. ``runner.warning`` is set when the default model runs untrained.
     """
-    from edge_isp.converters.pipeline import DEFAULT_MODEL
-    from edge_isp.models import create
-
-    try:
-        pretrained = importlib.import_module("edge_isp.models.pretrained")
-    except ImportError:
-        pretrained = None
-    if pretrained is not None and hasattr(pretrained, "load_default"):
-        spec = getattr(pretrained, "DEFAULT", None)
-        try:
-            return str(getattr(spec, "name", DEFAULT_MODEL)), pretrained.load_default(), None
-        except EdgeIspError as exc:
-            warning = f"the trained default model is unavailable ({exc}); using untrained {DEFAULT_MODEL}"
-            return DEFAULT_MODEL, create(DEFAULT_MODEL), warning
-    return DEFAULT_MODEL, create(DEFAULT_MODEL), f"no trained default model is installed; using untrained {DEFAULT_MODEL}"
-
-
-def load_runner(bundle: Path | str | None = None, model: str | None = None, *, weights: Path | None = None,
-                options: dict[str, Any] | None = None, threads: int | None = None, runtime: str | None = None):
-    """A bundle's runner, a registry model's PyTorch runner, or (neither) the default model."""
-    from edge_isp.runtimes.bundle_runner import open_bundle, open_model
+    from edge_isp.runtimes.subject import open_subject
 
     if bundle is not None and model is not None:
         raise UsageError("give either --bundle or --model, not both")
-    if bundle is not None:
-        return open_bundle(bundle, threads=threads, runtime=runtime)
-    if model is None and weights is None and not options:
-        name, net, warning = _default_net()
-        loaded = open_model(name, TORCH_TILE_MOSAIC, net=net, threads=threads)
-        loaded.warning = warning
-        return loaded
-    return open_model(model, TORCH_TILE_MOSAIC, weights=weights, options=options, threads=threads)
+    # A --bundle is always a path (never read as a model name), hence Path().
+    what = Path(bundle) if bundle is not None else model
+    return open_subject(what, weights=weights, options=options, input_size=TORCH_TILE_MOSAIC, threads=threads,
+                        runtime=runtime)
 
 
 def _tile_for(runner: Any, mosaic_hw: tuple[int, int]) -> tuple[int, int] | None:

@@ -45,21 +45,20 @@ class _RunnerCache:
     def __init__(self) -> None:
         self._cache: dict[tuple, Any] = {}
 
-    def __call__(self, what: Path | str, *, threads: int | None = None, runtime: str | None = None,
+    def __call__(self, what: Path | str | None, *, threads: int | None = None, runtime: str | None = None,
                  input_size: tuple[int, int] | None = None) -> Any:
-        from edge_isp.runtimes.bundle_runner import open_bundle, open_model
+        from edge_isp.runtimes.subject import open_subject
 
         key = (str(what), threads, runtime, input_size)
         if key not in self._cache:
-            p = Path(what)
-            self._cache[key] = (open_bundle(p, threads=threads, runtime=runtime) if p.exists()
-                                else open_model(str(what), input_size, threads=threads))
+            self._cache[key] = open_subject(what, threads=threads, runtime=runtime, input_size=input_size)
         return self._cache[key]
 
 
 @pytest.fixture(scope="session")
 def isp_runner() -> _RunnerCache:
-    """Factory: ``isp_runner(bundle_or_model, threads=..., runtime=..., input_size=...)``, cached per session."""
+    """Factory: ``isp_runner(bundle_checkpoint_or_model, threads=..., runtime=..., input_size=...)``, cached per
+    session (resolved by :func:`edge_isp.runtimes.subject.open_subject`)."""
     return _RunnerCache()
 
 

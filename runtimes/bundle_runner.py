@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +31,32 @@ RUNTIMES_FOR_FORMAT: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class Origin:
+    """What a LoadedRunner was opened from, for reports (eval records it with its scores)."""
+
+    kind: str                       # "bundle" | "checkpoint" | "model" | "default"
+    path: Path | None = None        # the bundle folder or checkpoint file
+    weights: str | None = None      # a weights file, "packaged" (the shipped trained ones), None: seeded init
+    options: dict[str, Any] = field(default_factory=dict)  # registry model options
+    step: int | None = None         # a training checkpoint's step
+
+
 class LoadedRunner:
     """A runner plus what it was loaded from: the object every host step works with.
 
     Attributes: ``runtime``, ``input_spec``, ``output_spec`` (as any runner), ``model``
     (registry name), ``target``, ``bundle`` (the Bundle or None), ``mosaic_hw`` (RAW
     input size), ``threads`` (as requested; None = the runtime's default),
-    ``load_time_s`` (artifact load + compile, measured), ``bundle_sha256``.
+    ``load_time_s`` (artifact load + compile, measured), ``bundle_sha256``, ``origin``
+    (what it was opened from), ``warning`` (something the user should hear, e.g. the
+    default model ran untrained; None when all is well).
     """
 
     def __init__(self, runner: Runner, *, model: str, target: str, mosaic_hw: tuple[int, int],
                  threads: int | None, load_time_s: float, bundle: Any = None,
-                 bundle_sha256: str | None = None, precision: str | None = None) -> None:
+                 bundle_sha256: str | None = None, precision: str | None = None,
+                 origin: Origin | None = None) -> None:
         self.runner = runner
         self.model = model
         self.target = target
@@ -51,6 +66,8 @@ class LoadedRunner:
         self.bundle = bundle
         self.bundle_sha256 = bundle_sha256
         self.precision = precision
+        self.origin = origin or Origin("bundle" if bundle is not None else "model")
+        self.warning: str | None = None
         self.warmed_up = False
         # A two-pass bundle: (statistics-part runner, SplitSpec); None for one artifact.
         self.split: tuple[Any, Any] | None = None
@@ -67,6 +84,11 @@ class LoadedRunner:
     @property
     def output_spec(self) -> TensorSpec:
         return self.runner.output_spec
+
+    @property
+    def net(self) -> Any:
+        """The ``torch.nn.Module`` of a PyTorch runner (the reference to compare with); None for artifacts."""
+        return getattr(self.runner, "model", None) if self.runtime == "torch" else None
 
     @property
     def batch(self) -> int:
@@ -235,7 +257,7 @@ def open_bundle(bundle_path: Path | str, threads: int | None = None, runtime: st
     loaded = LoadedRunner(
         runner, model=str(m.get("model", {}).get("name", "?")), target=bundle.target, mosaic_hw=mosaic_hw,
         threads=threads, load_time_s=load_s, bundle=bundle, bundle_sha256=m["artifact"].get("sha256"),
-        precision=m["target"].get("precision"),
+        precision=m["target"].get("precision"), origin=Origin("bundle", path=bundle.path),
     )
     tiling = m.get("tiling") or {}
     if tiling.get("mode") == "two-pass":
@@ -262,19 +284,20 @@ def _open_stats_part(bundle: Any, tiling: dict[str, Any], runtime: str, options:
     return stats_runner, spec
 
 
-def open_model(model: str | None = None, input_size: tuple[int, int] | None = None, *,
+def open_model(model: str, input_size: tuple[int, int] | None = None, *,
                weights: Path | None = None, options: dict[str, Any] | None = None,
                threads: int | None = None, net: Any = None, warmup: int = 0) -> LoadedRunner:
     """The PyTorch reference of a registry model as a runner at a fixed RAW mosaic size.
 
     ``net`` passes an already built ``nn.Module`` (e.g. a trained one); otherwise the
     registry model is created (seed 0) and ``weights`` (a state dict path) loaded.
+    To resolve a bundle, checkpoint, name or the default model, use
+    :func:`edge_isp.runtimes.subject.open_subject`.
     """
-    from edge_isp.converters.pipeline import DEFAULT_MODEL, resolve_input_size
+    from edge_isp.converters.pipeline import resolve_input_size
     from edge_isp.models import create
     from edge_isp.runtimes.torch_rt import TorchRunner
 
-    model = model or DEFAULT_MODEL
     mosaic_hw = resolve_input_size(model, input_size)
     t0 = time.perf_counter()
     if net is None:
@@ -285,22 +308,12 @@ def open_model(model: str | None = None, input_size: tuple[int, int] | None = No
             load_weights(net, Path(weights))
     runner = TorchRunner(net, (1, 4, mosaic_hw[0] // 2, mosaic_hw[1] // 2), threads=threads)
     load_s = time.perf_counter() - t0
+    origin = Origin("model", weights=str(weights) if weights is not None else None, options=dict(options or {}))
     loaded = LoadedRunner(runner, model=model, target="torch-fp32", mosaic_hw=mosaic_hw, threads=threads,
-                          load_time_s=load_s, precision="fp32")
+                          load_time_s=load_s, precision="fp32", origin=origin)
     if warmup:
         loaded.warmup(warmup)
     return loaded
 
 
-def open_any(path_or_model: Path | str, **kwargs: Any) -> LoadedRunner:
-    """A bundle folder if ``path_or_model`` is one, else a registry model name."""
-    p = Path(path_or_model)
-    if p.exists():
-        return open_bundle(p, **{k: v for k, v in kwargs.items() if k in ("threads", "runtime", "warmup")})
-    if "/" in str(path_or_model) or str(path_or_model).startswith("."):
-        raise InputError(f"{path_or_model}: no such bundle folder")
-    return open_model(str(path_or_model), **{k: v for k, v in kwargs.items()
-                                             if k in ("input_size", "weights", "options", "threads", "warmup")})
-
-
-__all__ = ["LoadedRunner", "RUNTIMES_FOR_FORMAT", "open_any", "open_bundle", "open_model"]
+__all__ = ["LoadedRunner", "Origin", "RUNTIMES_FOR_FORMAT", "open_bundle", "open_model"]

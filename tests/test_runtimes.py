@@ -13,7 +13,8 @@ import pytest
 
 from edge_isp.converters.targets import get_target
 from edge_isp.errors import BundleError, InputError
-from edge_isp.runtimes.bundle_runner import LoadedRunner, open_any, open_bundle, open_model
+from edge_isp.runtimes.bundle_runner import LoadedRunner, open_bundle, open_model
+from edge_isp.runtimes.subject import open_subject
 
 MODEL = "pynet-v2-mobile"
 MOSAIC = (160, 224)          # RAW HxW; packed 80x112 (avoids onnx2tf's C == H == W trap)
@@ -117,7 +118,7 @@ def test_open_bundle_errors_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="not an edge-isp bundle"):
         open_bundle(tmp_path)
     with pytest.raises(InputError, match="no such bundle"):
-        open_any("./nope/bundle")
+        open_subject("./nope/bundle")
 
 
 def test_runner_rejects_wrong_input_shape() -> None:
@@ -128,7 +129,7 @@ def test_runner_rejects_wrong_input_shape() -> None:
 
 def test_torch_reference_runner_is_deterministic() -> None:
     a = open_model(MODEL, MOSAIC)
-    b = open_any(MODEL, input_size=MOSAIC)
+    b = open_subject(MODEL, input_size=MOSAIC)
     x = a.example_input()
     assert a.runtime == "torch" and a.target == "torch-fp32" and a.output_scale == 2
     np.testing.assert_array_equal(a.run(x), b.run(x))

@@ -47,7 +47,7 @@ def eval_(
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also evaluate the classical ISP."),
     per_image: bool = typer.Option(False, "--per-image", help="Show every image, not only the means."),
     lpips: Optional[bool] = typer.Option(None, "--lpips/--no-lpips", help="LPIPS (default: when available locally)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Runtime threads for bundles."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the runtime (bundles and PyTorch)."),
     store: Optional[Path] = typer.Option(None, "--store", help="Results store file (default: EDGE_ISP_RESULTS or ./edge-isp-results.sqlite)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not record the results."),
     device: str = typer.Option("local", "--device-name", help="Device name recorded with the results."),

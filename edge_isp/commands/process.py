@@ -63,9 +63,9 @@ def process(
         runner = load_runner(bundle=bundle, model=model, weights=weights, threads=threads, runtime=runtime)
     if used_sample and not as_json:
         err.print("no photos given: processing the bundled sample")
-    if getattr(runner, "warning", None):
+    if runner.warning:
         err.print(f"[yellow]warning:[/] {runner.warning}", highlight=False, soft_wrap=True)
-    if model is not None and weights is None and bundle is None:
+    if runner.origin.kind == "model" and runner.origin.weights is None:
         err.print(f"[yellow]warning:[/] {model} has random weights (no --weights): the pictures are noise-like; "
                   f"pass --weights PATH, or omit --model for the trained default model", highlight=False, soft_wrap=True)
     if not as_json:

@@ -63,15 +63,19 @@ def verify(
         "width": width, "height": height, "cfa": cfa, "black_level": black, "white_level": white,
         "header_bytes": header_bytes, "force_cfa": force_cfa or None, "crop_even": crop_even or None}.items()
         if v is not None}
+    from edge_isp.runtimes.subject import open_subject
+
     with err.status("loading the models"):
         if bundle is not None:
-            from edge_isp.converters.bundle import load_bundle
-            from edge_isp.runtimes.bundle_runner import open_bundle
-
-            subject = open_bundle(bundle)
-            reference = reference_net_for_bundle(load_bundle(bundle).manifest, weights)
+            subject = open_subject(bundle)
+            # --weights here are the bundle's source weights, for the reference only.
+            reference = reference_net_for_bundle(subject.bundle.manifest, weights)
         else:
-            subject, reference = _torch_subject(model, weights, parse_options(option), parse_hw(tile, "--tile"))
+            subject = open_subject(model, weights=weights, options=parse_options(option),
+                                   input_size=parse_hw(tile, "--tile"))
+            reference = subject.net           # the same PyTorch model, run untiled
+    if subject.warning:
+        err.print(f"[yellow]warning:[/] {subject.warning}", highlight=False, soft_wrap=True)
     if untiled_subject and (subject.split is None or subject.runtime != "openvino"):
         raise UsageError(f"--untiled-subject needs a two-pass OpenVINO bundle (only IR can be reshaped to a whole "
                          f"photo); {bundle} is {'one artifact' if subject.split is None else subject.runtime}")
@@ -94,18 +98,6 @@ def verify(
     if not report.passed:
         failed = [f"{Path(p.source).name}: {', '.join(p.failures)}" for p in report.photos if not p.passed]
         raise CheckFailedError(f"whole-photo verification failed: {'; '.join(failed)}")
-
-
-def _torch_subject(model: str | None, weights: Path | None, options: dict[str, Any],
-                   tile: tuple[int, int] | None) -> tuple[Any, Any]:
-    from edge_isp.process import _default_net
-    from edge_isp.runtimes.bundle_runner import open_model
-
-    if model is None and weights is None and not options:
-        name, net, _warning = _default_net()
-        return open_model(name, tile, net=net), net
-    subject = open_model(model, tile, weights=weights, options=options)
-    return subject, subject.runner.model
 
 
 def _print(report: Any) -> None:

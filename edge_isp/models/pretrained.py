@@ -1,8 +1,12 @@
 """The default model: a registry model with trained weights that ship inside the package.
 
-    >>> from edge_isp.models.pretrained import DEFAULT, load_default
+    >>> from edge_isp.models.pretrained import DEFAULT, DEFAULT_MODEL, load_default
     >>> net = load_default()            # torch.nn.Module in eval mode, weights loaded
     >>> DEFAULT.name, DEFAULT.options   # what 'edge-isp convert' builds by default
+
+This module is the one place the default model is defined: every command that runs "the
+default model" (convert, process, bench, eval, verify) takes it from here, through
+:func:`edge_isp.runtimes.subject.open_subject` or ``converters.pipeline.with_default_model``.
 
 How it was trained, on what, and how good it is: ``edge_isp/assets/DEFAULT_MODEL.md``
 (``default_card()``); reproduce it with ``scripts/train_default.sh``.
@@ -35,8 +39,13 @@ class PretrainedSpec:
     summary: str = ""
 
 
+# The default model's registry name, defined here next to its weights.
+DEFAULT_MODEL = "pynet-v2-mobile-nonorm"
+# ``weights="default"`` (``--weights default``) names the packaged trained weights explicitly.
+PACKAGED_WEIGHTS = "default"
+
 DEFAULT = PretrainedSpec(
-    name="pynet-v2-mobile-nonorm",
+    name=DEFAULT_MODEL,
     options={"padding": "zero"},
     weights="default_isp_pynet_v2_nonorm.pt",
     card="DEFAULT_MODEL.md",
@@ -63,6 +72,17 @@ def _asset(name: str) -> Path:
 def default_weights_path(spec: PretrainedSpec = DEFAULT) -> Path:
     """Path of the default model's weights file (a float16 state dict)."""
     return _asset(spec.weights)
+
+
+def packaged_weights_for(model: str | None, spec: PretrainedSpec = DEFAULT) -> Path:
+    """The file ``weights="default"`` names for ``model`` (None: the default model).
+
+    Only the default model ships trained weights; any other model is a user error.
+    """
+    if model not in (None, spec.name):
+        raise InputError(f"weights 'default' are the packaged {spec.name} weights; {model} has no packaged "
+                         "weights: pass a checkpoint or state-dict file instead")
+    return default_weights_path(spec)
 
 
 def default_card(spec: PretrainedSpec = DEFAULT) -> str:
@@ -115,5 +135,5 @@ def export_weights(checkpoint: Path, target: Path) -> Path:
     return Path(target)
 
 
-__all__ = ["DEFAULT", "PretrainedSpec", "default_card", "default_weights_path", "export_weights",
-           "load_default", "load_pretrained"]
+__all__ = ["DEFAULT", "DEFAULT_MODEL", "PACKAGED_WEIGHTS", "PretrainedSpec", "default_card", "default_weights_path",
+           "export_weights", "load_default", "load_pretrained", "packaged_weights_for"]

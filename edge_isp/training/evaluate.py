@@ -282,84 +282,62 @@ def runner_render_raw(runner: Any) -> RenderRaw:
     return run
 
 
-def torch_render_raw(net: Any, model: str) -> RenderRaw:
-    """Render whole RawImages with a PyTorch ``net`` of registry model ``model``, tiled as
-    ``edge-isp process`` does (the runner is made on first use)."""
-    made: list[RenderRaw] = []
-
-    def run(raw: RawImage) -> np.ndarray:
-        if not made:
-            from edge_isp.process import TORCH_TILE_MOSAIC
-            from edge_isp.runtimes.bundle_runner import open_model
-
-            made.append(runner_render_raw(open_model(model, TORCH_TILE_MOSAIC, net=net)))
-        return made[0](raw)
-
-    return run
-
-
 def load_subject(subject: str, *, weights: str | Path | None = None,
                  options: dict[str, Any] | None = None, threads: int | None = None,
                  runtime: str | None = None) -> Subject:
-    """Resolve ``subject`` (see the module docstring) into a predict function."""
+    """Resolve ``subject`` (see the module docstring) into a predict function.
+
+    Everything but ``classical`` is opened by :func:`edge_isp.runtimes.subject.open_subject`;
+    ``default`` is the shipped model exactly (its packaged weights, never an untrained
+    stand-in: a score recorded as "default" must be the trained model's).
+    """
     if subject == "classical":
         return Subject(classical_predict, "classical", "classical-isp", "reference", "numpy",
                        extra={"pipeline": "edge_isp.raw.render defaults (as-shot WB when the file records "
                                           "it, else gray-world; Malvar demosaic, auto exposure, sRGB + "
                                           "tone curve)"},
                        render_raw=classical_render_raw)
+    from edge_isp.models.pretrained import DEFAULT, PACKAGED_WEIGHTS
+    from edge_isp.process import TORCH_TILE_MOSAIC
+    from edge_isp.runtimes.subject import open_subject
+
+    # PyTorch subjects render whole photos in the tiles 'edge-isp process' uses.
+    if subject == "default":
+        loaded = open_subject(None, weights=PACKAGED_WEIGHTS, input_size=TORCH_TILE_MOSAIC, threads=threads,
+                              runtime=runtime)
+    else:
+        loaded = open_subject(subject, weights=weights, options=options, input_size=TORCH_TILE_MOSAIC,
+                              threads=threads, runtime=runtime)
+    origin = loaded.origin
+    if origin.kind == "bundle":
+        return Subject(_bundle_predict(loaded), "bundle", loaded.model, loaded.target, loaded.runtime,
+                       bundle_sha256=loaded.bundle_sha256, extra={"bundle": str(Path(subject))},
+                       render_raw=runner_render_raw(loaded))
+    if origin.kind == "checkpoint":
+        extra = {"checkpoint": str(origin.path), "step": origin.step, "options": origin.options}
+    elif origin.kind == "default":
+        extra = {"weights": DEFAULT.weights, "options": origin.options}
+    else:
+        extra = {"weights": origin.weights, "options": options or {}}
     from edge_isp.models import model_info
 
-    if subject == "default":
-        from edge_isp.models.pretrained import DEFAULT, load_default
+    predict = torch_predict(loaded.net, model_info(loaded.model).input_multiple)
+    return Subject(predict, origin.kind, loaded.model, loaded.target, loaded.runtime, extra=extra,
+                   render_raw=runner_render_raw(loaded))
 
-        net = load_default()
-        info = model_info(DEFAULT.name)
-        return Subject(torch_predict(net, info.input_multiple), "default", DEFAULT.name, "torch-fp32", "torch",
-                       extra={"weights": DEFAULT.weights, "options": dict(DEFAULT.options)},
-                       render_raw=torch_render_raw(net, DEFAULT.name))
-    path = Path(subject)
-    if path.is_dir() or path.name == "manifest.json":
-        from edge_isp.runtimes.bundle_runner import open_bundle
-        from edge_isp.runtimes.tiling import run_tiled
 
-        from edge_isp.runtimes.tiling import DEFAULT_OVERLAP
+def _bundle_predict(runner: Any) -> Predict:
+    """A bundle on any image size: blended tiles of its fixed input."""
+    from edge_isp.runtimes.tiling import DEFAULT_OVERLAP, run_tiled
 
-        runner = open_bundle(path, threads=threads, runtime=runtime)
-        # Tiles blend over ``overlap`` packed px; small fixed-size bundles get a smaller one.
-        overlap = min(DEFAULT_OVERLAP, min(runner.packed_hw) // 4)
+    # Tiles blend over ``overlap`` packed px; small fixed-size bundles get a smaller one.
+    overlap = min(DEFAULT_OVERLAP, min(runner.packed_hw) // 4)
 
-        def run_bundle(packed: np.ndarray) -> np.ndarray:
-            rgb = run_tiled(runner, np.ascontiguousarray(packed, dtype=np.float32), overlap=overlap)
-            return rgb.transpose(2, 0, 1)
+    def run(packed: np.ndarray) -> np.ndarray:
+        rgb = run_tiled(runner, np.ascontiguousarray(packed, dtype=np.float32), overlap=overlap)
+        return rgb.transpose(2, 0, 1)
 
-        return Subject(run_bundle, "bundle", runner.model, runner.target, runner.runtime,
-                       bundle_sha256=runner.bundle_sha256, extra={"bundle": str(path)},
-                       render_raw=runner_render_raw(runner))
-    if path.suffix in (".pt", ".pth") or path.is_file():
-        if not path.is_file():
-            raise InputError(f"{path}: no such checkpoint")
-        from edge_isp.training.trainer import load_checkpoint_model
-
-        net, ckpt = load_checkpoint_model(path)
-        info = model_info(ckpt["model_name"])
-        return Subject(torch_predict(net, info.input_multiple), "checkpoint", ckpt["model_name"], "torch-fp32",
-                       "torch", extra={"checkpoint": str(path), "step": ckpt.get("step"),
-                                       "options": ckpt.get("model_options", {})},
-                       render_raw=torch_render_raw(net, ckpt["model_name"]))
-    if "/" in subject or subject.startswith("."):
-        raise InputError(f"{subject}: no such bundle folder or checkpoint file")
-    from edge_isp.models import create
-
-    info = model_info(subject)
-    net = create(subject, **(options or {}))
-    if weights is not None:
-        from edge_isp.models.weights import load_weights
-
-        load_weights(net, Path(weights))
-    return Subject(torch_predict(net, info.input_multiple), "model", subject, "torch-fp32", "torch",
-                   extra={"weights": str(weights) if weights else None, "options": options or {}},
-                   render_raw=torch_render_raw(net, subject))
+    return run
 
 
 # ---------------------------------------------------------------------------------------
