@@ -214,13 +214,15 @@ def machine_description() -> dict[str, Any]:
 
 def build(models: Sequence[str], targets: Sequence[str], table: Matrix, save: Callable[[Matrix], None],
           resume: bool = True, progress: Callable[[Cell], None] = lambda cell: None,
-          input_size: str | None = None) -> Matrix:
+          input_size: str | None = None, retry_failed: bool = False) -> Matrix:
     """Measure every (model, target) cell not in ``table`` yet (all with ``resume=False``),
     saving after each so an interrupted run keeps what it measured. ``input_size``: one size
-    for every model instead of each model's default (a table of its own)."""
+    for every model instead of each model's default (a table of its own); ``retry_failed``:
+    measure the cells that failed again."""
     for model in models:
         for target in targets:
-            if resume and table.get(model, target) is not None:
+            known = table.get(model, target)
+            if resume and known is not None and (known.ok or not retry_failed):
                 continue
             cell = measure_cell(model, target, input_size)
             table.put(cell)

@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(list_models()))
     ap.add_argument("--targets", default=",".join(mm.MATRIX_TARGETS))
     ap.add_argument("--fresh", action="store_true", help="measure cells already in the table again")
+    ap.add_argument("--retry-failed", action="store_true", help="measure the cells that failed again")
     ap.add_argument("--input-size", default=None, help="one RAW size for every model (default: each model's own)")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "model_matrix.json")
     ap.add_argument("--markdown", type=Path, default=ROOT / "docs" / "MODEL_MATRIX.md")
@@ -40,7 +41,7 @@ def main() -> None:
 
     mm.build(args.models.split(","), args.targets.split(","), table,
              save=lambda t: t.save(args.json, args.markdown), resume=not args.fresh, progress=show,
-             input_size=args.input_size)
+             input_size=args.input_size, retry_failed=args.retry_failed)
     print(f"wrote {args.json} and {args.markdown}")
 
 
