@@ -174,6 +174,9 @@ def render_markdown(matrix: Matrix) -> str:
              "CI recomputes the small models' cells and fails when one is worse than this table.", ""]
     if matrix.machine:
         lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in matrix.machine.items()), ""]
+    missing = [f"{m} -> {t}" for m in models for t in targets if matrix.get(m, t) is None]
+    if missing:
+        lines += ["Not measured yet (`scripts/model_matrix.py` resumes here): " + ", ".join(missing) + ".", ""]
     for target in targets:
         devices = [TARGET_LEVEL, *MATRIX_DEVICES]
         lines += [f"## {target}", "",

@@ -42,6 +42,7 @@ def main() -> None:
     mm.build(args.models.split(","), args.targets.split(","), table,
              save=lambda t: t.save(args.json, args.markdown), resume=not args.fresh, progress=show,
              input_size=args.input_size, retry_failed=args.retry_failed)
+    table.save(args.json, args.markdown)      # also when nothing was left to measure: the view is current
     print(f"wrote {args.json} and {args.markdown}")
 
 
