@@ -50,6 +50,9 @@ class FileResult:
     # A two-pass bundle's seconds per pass: the statistics pass is the price of exactness.
     stats_pass_s: float | None = None
     tile_pass_s: float | None = None
+    # Seconds per stage: decode (RAW read + unpack), plan (tiling; the first two-pass photo
+    # measures the model), infer (tiles, blending, quantisation), write (encode + atomic write). In a batch they overlap across files (see process_files).
+    stages_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -224,31 +227,62 @@ def process_image(runner: Any, raw: Any, *, overlap: int = DEFAULT_OVERLAP, out_
     return run_tiled(runner, raw, overlap=ov, tile_hw=tile, out_dtype=out_dtype, progress=progress)
 
 
+def _timed(result: FileResult, stage: str, fn: Callable[[], Any]) -> Any:
+    t0 = time.perf_counter()
+    try:
+        return fn()
+    finally:
+        result.stages_s[stage] = round(time.perf_counter() - t0, 3)
+
+
+def _failed(result: FileResult, source: Path, exc: BaseException) -> None:
+    result.ok = False
+    result.error = str(exc) if isinstance(exc, EdgeIspError) else f"{source}: {type(exc).__name__}: {exc}"
+
+
+# What a bad file (or a full disk) raises; anything else is a bug and propagates.
+_FILE_ERRORS = (EdgeIspError, OSError, ValueError, RuntimeError, MemoryError)
+
+
+def _decode(result: FileResult, raw_layout: dict[str, Any] | None) -> Any:
+    from edge_isp.raw import read_raw
+
+    raw = _timed(result, "decode", lambda: read_raw(result.source, **(raw_layout or {})))
+    result.mosaic_hw = raw.shape
+    return raw
+
+
+def _infer(runner: Any, raw: Any, result: FileResult, *, bits: int, overlap: int, block: int,
+           progress: Callable[[int, int], None] | None) -> np.ndarray:
+    # The plan: how the photo tiles (the first photo of a two-pass model measures the model once).
+    result.tiles, result.tiling = _timed(result, "plan", lambda: tiling_of(runner, raw.shape, overlap, block))
+    rgb = _timed(result, "infer", lambda: process_image(
+        runner, raw, overlap=overlap, out_dtype=np.uint16 if bits == 16 else np.uint8, progress=progress, block=block))
+    split_run = getattr(runner, "last_split_run", None)
+    if split_run is not None:
+        result.stats_pass_s, result.tile_pass_s = round(split_run.stats_s, 3), round(split_run.tiles_s, 3)
+    return rgb
+
+
+def _write(result: FileResult, output: Path, rgb: np.ndarray, quality: int) -> None:
+    result.output = _timed(result, "write", lambda: write_quantised(output, rgb, quality))
+    result.ok = True
+
+
 def process_file(runner: Any, source: Path, output: Path, *, bits: int = 8, overlap: int = DEFAULT_OVERLAP,
                  quality: int = 95, raw_layout: dict[str, Any] | None = None,
                  progress: Callable[[int, int], None] | None = None, block: int = TWO_PASS_BLOCK) -> FileResult:
     """Read, process and write one file; errors are returned in the result, not raised."""
-    from edge_isp.raw import read_raw
-
     result = FileResult(Path(source))
     reset_peak_rss()
     t0 = time.perf_counter()
     try:
-        raw = read_raw(source, **(raw_layout or {}))
-        result.mosaic_hw = raw.shape
-        result.tiles, result.tiling = tiling_of(runner, raw.shape, overlap, block)
-        rgb = process_image(runner, raw, overlap=overlap, out_dtype=np.uint16 if bits == 16 else np.uint8,
-                            progress=progress, block=block)
+        raw = _decode(result, raw_layout)
+        rgb = _infer(runner, raw, result, bits=bits, overlap=overlap, block=block, progress=progress)
         del raw
-        split_run = getattr(runner, "last_split_run", None)
-        if split_run is not None:
-            result.stats_pass_s, result.tile_pass_s = round(split_run.stats_s, 3), round(split_run.tiles_s, 3)
-        result.output = write_quantised(Path(output), rgb, quality)
-        result.ok = True
-    except EdgeIspError as exc:
-        result.error = str(exc)
-    except (OSError, ValueError, RuntimeError, MemoryError) as exc:
-        result.error = f"{source}: {type(exc).__name__}: {exc}"
+        _write(result, Path(output), rgb, quality)
+    except _FILE_ERRORS as exc:
+        _failed(result, Path(source), exc)
     result.seconds = time.perf_counter() - t0
     result.peak_rss_mb = round(peak_rss_mb(), 1)
     return result
@@ -321,15 +355,83 @@ def process_files(sources: Iterable[Path | str], output_dir: Path | str = DEFAUL
     if plan_note:
         info["tile_plan"] = plan_note
     report = ProcessReport(runner=info)
-    for index, (source, output) in enumerate(pairs):
-        if on_start is not None:
-            on_start(source, index)
-        result = process_file(runner, source, output, bits=bits,
-                              overlap=overlap, quality=quality, raw_layout=raw_layout, progress=on_tile, block=block)
+    for result in _pipelined(runner, pairs, bits=bits, overlap=overlap, quality=quality, raw_layout=raw_layout,
+                             block=block, on_start=on_start, on_tile=on_tile):
         report.results.append(result)
         if on_done is not None:
             on_done(result)
     return report
+
+
+def _pipelined(runner: Any, pairs: list[tuple[Path, Path]], *, bits: int, overlap: int, quality: int,
+               raw_layout: dict[str, Any] | None, block: int, on_start: Callable[[Path, int], None] | None,
+               on_tile: Callable[[int, int], None] | None) -> Iterable[FileResult]:
+    """Files in order, three stages overlapped: the next file decodes and the previous one is
+    encoded and written (both in their own thread: LibRaw, zlib and the runtimes release the
+    GIL) while this one runs through the model. At most three frames are alive: one decoded
+    ahead, one in the model, one being written. Results are the same as one file at a time."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    def decode(result: FileResult) -> Any:
+        try:
+            return _decode(result, raw_layout)
+        except _FILE_ERRORS as exc:
+            _failed(result, result.source, exc)
+            return None
+
+    def write(result: FileResult, output: Path, rgb: np.ndarray, t0: float) -> FileResult:
+        try:
+            _write(result, output, rgb, quality)
+        except _FILE_ERRORS as exc:
+            _failed(result, result.source, exc)
+        result.seconds = time.perf_counter() - t0
+        result.peak_rss_mb = round(peak_rss_mb(), 1)
+        return result
+
+    with ThreadPoolExecutor(1, thread_name_prefix="edge-isp-decode") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="edge-isp-write") as writer:
+        results = [FileResult(Path(source)) for source, _ in pairs]
+        starts = [0.0] * len(pairs)
+
+        def ahead(i: int) -> Future | None:
+            if i >= len(pairs):
+                return None
+            starts[i] = time.perf_counter()
+            return reader.submit(decode, results[i])
+
+        pending_write: Future | None = None
+        decoding = ahead(0)
+        for index, (source, output) in enumerate(pairs):
+            result = results[index]
+            if on_start is not None:
+                on_start(source, index)
+            raw = decoding.result() if decoding is not None else None
+            decoding = ahead(index + 1)
+            if raw is None:                           # it could not be read: reported, the batch goes on
+                result.seconds = time.perf_counter() - starts[index]
+                if pending_write is not None:
+                    yield pending_write.result()
+                    pending_write = None
+                yield result
+                continue
+            reset_peak_rss()
+            try:
+                rgb = _infer(runner, raw, result, bits=bits, overlap=overlap, block=block, progress=on_tile)
+            except _FILE_ERRORS as exc:
+                _failed(result, Path(source), exc)
+                rgb = None
+            del raw
+            if pending_write is not None:             # one image in the writer at a time
+                yield pending_write.result()
+                pending_write = None
+            if rgb is None:
+                result.seconds = time.perf_counter() - starts[index]
+                yield result
+                continue
+            pending_write = writer.submit(write, result, Path(output), rgb, starts[index])
+            del rgb
+        if pending_write is not None:
+            yield pending_write.result()
 
 
 __all__ = ["DEFAULT_OUTPUT_DIR", "FileResult", "ProcessReport", "load_runner", "output_path", "plan_outputs", "process_file",

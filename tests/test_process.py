@@ -132,3 +132,26 @@ def test_process_a_dng(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     img = _read_image(tmp_path / "out" / "photo.tif")
     assert img.shape[2] == 3 and img.dtype == np.uint16 and img.shape[:2] == (200, 300)
+
+
+def test_a_batch_is_pipelined_in_order_with_the_same_outputs(tmp_path: Path, shared_raw: Path) -> None:
+    """Decode-ahead and the writer thread change nothing: same bytes as one file at a time, results
+    in input order, a bad file in the middle reported and the rest written, stage times recorded."""
+    from edge_isp.process import process_file
+
+    good = shared_raw / DSC
+    bad = tmp_path / "broken.raw"
+    bad.write_bytes(b"\0" * 100)                       # not 768x512 of uint16
+    copies = []
+    for name in ("a.raw", "b.raw"):
+        copies.append(tmp_path / name)
+        copies[-1].write_bytes(good.read_bytes())
+    out = tmp_path / "out"
+    report = process_files([copies[0], bad, copies[1]], out, runner=_Loaded((48, 64)), raw_layout=DSC_LAYOUT)
+    assert [r.source.name for r in report.results] == ["a.raw", "broken.raw", "b.raw"]
+    assert [r.ok for r in report.results] == [True, False, True] and "broken.raw" in report.results[1].error
+    assert not (out / "broken.png").exists()
+    one = process_file(_Loaded((48, 64)), copies[0], tmp_path / "single.png", raw_layout=DSC_LAYOUT)
+    assert one.ok and (out / "a.png").read_bytes() == (tmp_path / "single.png").read_bytes() == (out / "b.png").read_bytes()
+    for r in (report.results[0], report.results[2], one):
+        assert set(r.stages_s) == {"decode", "plan", "infer", "write"} and r.seconds >= max(r.stages_s.values())

@@ -36,6 +36,7 @@ def process(
     header_bytes: Optional[int] = _HEADER,
     black: Optional[float] = typer.Option(None, "--black"), white: Optional[float] = typer.Option(None, "--white"),
     preset: Optional[str] = typer.Option(None, "--preset", help="Normalisation preset (e.g. zurich)."),
+    profile: bool = typer.Option(False, "--profile", help="Print seconds per stage (decode, plan, infer, write) per file; the batch overlaps them."),
     as_json: bool = JsonFlag,
 ) -> None:
     """Process RAW photos into RGB images (tiled with blending when larger than the model)."""
@@ -116,7 +117,24 @@ def process(
                       + (f" (statistics pass {r.stats_pass_s:.1f} s, tile pass {r.tile_pass_s:.1f} s)"
                          if r.stats_pass_s is not None else "") + ", "
                       f"peak RSS {r.peak_rss_mb:.0f} MB)", highlight=False)
+        if profile and done:
+            _print_profile(done)
         if report.failed:
             err.print(f"[red]{len(report.failed)} of {len(report.results)} file(s) failed[/]")
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _print_profile(results: list[Any]) -> None:
+    """Seconds per stage and file, and the batch's sums: where the time goes."""
+    from rich.table import Table
+
+    stages = ("decode", "plan", "infer", "write")
+    table = Table(title="seconds per stage (decode and write of neighbouring files overlap inference)")
+    for col in ("file", *stages, "wall"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    for r in results:
+        table.add_row(r.source.name, *[f"{r.stages_s.get(k, 0.0):.2f}" for k in stages], f"{r.seconds:.2f}")
+    sums = [sum(r.stages_s.get(k, 0.0) for r in results) for k in stages]
+    table.add_row("sum", *[f"{v:.2f}" for v in sums], f"{sum(r.seconds for r in results):.2f}")
+    out.print(table)
