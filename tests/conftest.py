@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The user's cache folder (measured model plans) stays out of the suite: one per test session,
+# inherited by the CLI subprocesses the tests start.
+os.environ.setdefault("EDGE_ISP_CACHE", tempfile.mkdtemp(prefix="edge-isp-test-cache-"))
 # The real RAW captures, kept in the repository (tests/data/raw, with their licences) so
 # the suite runs on a bare clone (copies of the project's shared samples).
 SHARED_RAW = Path(__file__).resolve().parent / "data" / "raw"

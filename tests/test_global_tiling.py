@@ -60,6 +60,28 @@ def test_analysis_finds_the_strides_and_order_of_the_default_model():
     assert plan.output_scale == 2 and plan.output_halo > 0 and all(h > 0 for h in plan.halos)
 
 
+def test_a_measured_plan_is_kept_on_disk_for_the_next_run(tmp_path, monkeypatch):
+    """process / verify / convert measure a model's global ops once per architecture, not once
+    per run; a damaged cache file is measured again, never trusted."""
+    import edge_isp.models.global_context as gc
+
+    monkeypatch.setenv("EDGE_ISP_CACHE", str(tmp_path))
+    first = gc.plan_for(create("microisp", seed=0))
+    files = list((tmp_path / "global-plans").glob("*.json"))
+    assert len(files) == 1
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(gc, "analyse", no_measuring)
+    assert gc.plan_for(create("microisp", seed=1)) == first          # another process, other weights: read back
+    files[0].write_text('{"order": [0], "strides": [[-1, 2]]}')
+    monkeypatch.setattr(gc, "analyse", lambda model, multiple=4: first)
+    assert gc.plan_for(create("microisp", seed=2)) == first          # damaged: measured (here: stubbed) again
+    assert gc._read_plan(files[0]) == first                          # ... and the file repaired
+    assert gc._plan_cache_file(create("lw-isp"), 4) != files[0]    # another architecture, another file
+
+
 def test_marked_modules_compute_as_plain_pytorch_outside_a_context():
     net = create("pynet-v2-mobile", seed=3)
     x = torch.from_numpy(sky(64, 96))[None]
