@@ -120,10 +120,19 @@ class BenchResult:
     rss_before_load_mb: float
     bundle_sha256: str | None = None
     bundle: str | None = None
+    # Work per run counted on the model's graph (2 x MACs, edge_isp.models.flops) and what the
+    # runtime achieved; the share of this machine's measured SGEMM peak (edge_isp.machine_peak).
+    gflop_per_run: float | None = None
+    gflops: float | None = None
+    peak_gflops: float | None = None
     samples_ms: list[float] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=machine_info)
     tools: dict[str, str] = field(default_factory=dict)
     created: str = ""
+
+    @property
+    def peak_share(self) -> float | None:
+        return self.gflops / self.peak_gflops if self.gflops and self.peak_gflops else None
 
     @property
     def inference_rss_mb(self) -> float:
@@ -138,6 +147,8 @@ class BenchResult:
             "first_run_ms": self.first_run_ms, "peak_rss_mb": self.peak_rss_mb,
             "inference_rss_mb": self.inference_rss_mb, "threads": float(self.threads_used),
             "runs": float(self.runs),
+            **({"gflops": self.gflops} if self.gflops is not None else {}),
+            **({"peak_share": self.peak_share} if self.peak_share is not None else {}),
         })
         return {k: round(float(v), 4) for k, v in m.items()}
 
@@ -193,6 +204,8 @@ def bench_runner(loaded: Any, *, runs: int | None = DEFAULT_RUNS, time_budget_s:
     samples = time_runs(lambda: loaded.run(x), runs=runs if time_budget_s is None or runs else None,
                         time_budget_s=time_budget_s, min_runs=min_runs)
     stats = LatencyStats.of(samples)
+    work = _gflop_per_run(loaded)
+    peak = machine_peak_gflops() if work is not None else None
     return BenchResult(
         name=name or loaded.name, model=loaded.model, target=loaded.target, runtime=loaded.runtime,
         precision=loaded.precision, mosaic_hw=tuple(loaded.mosaic_hw), batch=loaded.batch,
@@ -202,9 +215,35 @@ def bench_runner(loaded: Any, *, runs: int | None = DEFAULT_RUNS, time_budget_s:
         rss_before_load_mb=rss_before_load_mb if rss_before_load_mb is not None else current_rss_mb(),
         bundle_sha256=loaded.bundle_sha256,
         bundle=str(loaded.bundle.path) if getattr(loaded, "bundle", None) is not None else None,
-        samples_ms=samples, tools=tool_versions(),
+        gflop_per_run=work, gflops=round(work / (stats.mean / 1000.0), 2) if work is not None else None,
+        peak_gflops=peak, samples_ms=samples, tools=tool_versions(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
     )
+
+
+def _gflop_per_run(loaded: Any) -> float | None:
+    """GFLOP of one run of ``loaded`` (its model at its input size, options included), or None
+    when the model is not a registry model (its graph cannot be counted here)."""
+    from edge_isp.models import list_models
+    from edge_isp.models.flops import model_flops
+
+    if loaded.model not in list_models():
+        return None
+    options = dict(loaded.origin.options or {})
+    if not options and getattr(loaded, "bundle", None) is not None:
+        options = dict(loaded.bundle.manifest.get("model", {}).get("options") or {})
+    try:
+        count = model_flops(loaded.model, tuple(loaded.mosaic_hw), **options)
+    except (InputError, ValueError, RuntimeError):
+        return None
+    return round(count.flops * loaded.batch / 1e9, 3)
+
+
+def machine_peak_gflops() -> float | None:
+    from edge_isp.machine_peak import measured_once
+
+    peak = measured_once()
+    return peak.gflops if peak is not None else None
 
 
 def bench(what: Path | str, *, threads: int | None = None, runtime: str | None = None,

@@ -119,3 +119,30 @@ def test_pytest_plugin_fixture(tmp_path: Path) -> None:
     assert len(rows) == 2 and all(r.target == "onnx-fp32" for r in rows)
     bm = json.loads((tmp_path / "bm.json").read_text())["benchmarks"][0]
     assert bm["extra_info"]["edge_isp"]["runtime"] == "onnxruntime" and bm["stats"]["rounds"] == 3
+
+
+def test_bench_reports_gflops_and_the_share_of_the_machine_peak(tmp_path, monkeypatch):
+    import edge_isp.machine_peak as mp
+    from edge_isp.bench import bench
+    from edge_isp.models.flops import model_flops
+
+    monkeypatch.setenv("EDGE_ISP_CACHE", str(tmp_path))
+    mp.measured_once.cache_clear()
+    r = bench("microisp", input_size=(160, 192), runs=3, warmup=1)
+    assert r.gflop_per_run == round(model_flops("microisp", (160, 192)).flops / 1e9, 3) > 0
+    assert r.gflops == pytest.approx(r.gflop_per_run / (r.latency_ms.mean / 1000.0), rel=1e-2)
+    assert r.peak_gflops > 0 and 0 < r.peak_share < 2 and r.metrics()["gflops"] == round(r.gflops, 4)
+    mp.measured_once.cache_clear()
+
+
+def test_the_machine_peak_keeps_the_best_measurement(tmp_path, monkeypatch):
+    """A busy machine measures low: the cached peak only ever goes up."""
+    import edge_isp.machine_peak as mp
+
+    monkeypatch.setenv("EDGE_ISP_CACHE", str(tmp_path))
+    for measured, expected in ((150.0, 150.0), (90.0, 150.0), (210.0, 210.0)):
+        monkeypatch.setattr(mp, "measure_sgemm_gflops", lambda m=measured: m)
+        assert mp.machine_peak().gflops == expected
+    assert mp.machine_peak(measure=False).gflops == 210.0
+    (tmp_path / "machine-peak.json").write_text("not json")
+    assert mp.machine_peak(measure=False) is None                 # a damaged cache is ignored

@@ -56,16 +56,21 @@ def bench(
     m = found[0].machine
     table = Table(title=f"host bench: {m['cpu']} ({m['usable_cores']}/{m['logical_cores']} cores)")
     for col in ("bundle", "runtime", "prec", "input", "thr", "load ms", "mean", "median", "p90", "p99",
-                "min", "stdev", "fps", "peak RSS MB", "runs"):
+                "min", "stdev", "fps", "GFLOP/s", "% peak", "peak RSS MB", "runs"):
         table.add_column(col, justify="left" if col in ("bundle", "runtime", "prec", "input") else "right")
     for r in found:
         s = r.latency_ms
         table.add_row(Path(r.name).name, r.runtime, r.precision or "",
                       f"{r.mosaic_hw[0]}x{r.mosaic_hw[1]}", str(r.threads or f"{r.threads_used}*"),
                       f"{r.load_time_ms:.0f}", f"{s.mean:.1f}", f"{s.median:.1f}", f"{s.p90:.1f}", f"{s.p99:.1f}",
-                      f"{s.min:.1f}", f"{s.stdev:.1f}", f"{r.throughput_fps:.1f}", f"{r.peak_rss_mb:.0f}", str(r.runs))
+                      f"{s.min:.1f}", f"{s.stdev:.1f}", f"{r.throughput_fps:.1f}",
+                      f"{r.gflops:.1f}" if r.gflops is not None else "-",
+                      f"{100 * r.peak_share:.0f}" if r.peak_share is not None else "-", f"{r.peak_rss_mb:.0f}", str(r.runs))
     out.print(table)
-    out.print("latency in ms; thr* = the runtime's default thread count", style="dim")
+    peak = next((r.peak_gflops for r in found if r.peak_gflops), None)
+    out.print("latency in ms; thr* = the runtime's default thread count; GFLOP/s = 2 x MACs counted on the graph"
+              + (f" / mean latency; % peak of this machine's measured SGEMM peak ({peak:.0f} GFLOP/s, best seen)"
+                 if peak else ""), style="dim")
     if ids:
         from edge_isp.results import ResultsStore
 
