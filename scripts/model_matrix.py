@@ -3,6 +3,7 @@
     .venv/bin/python scripts/model_matrix.py                 # measure the cells not in the table yet
     .venv/bin/python scripts/model_matrix.py --fresh         # measure every cell again
     .venv/bin/python scripts/model_matrix.py --models microisp,punet --targets cpu-int8
+    .venv/bin/python scripts/model_matrix.py --merge other.json  # fold in cells measured elsewhere, no work
     .venv/bin/python scripts/model_matrix.py --input-size 256x256 --json docs/model_matrix_256.json \
         --markdown docs/MODEL_MATRIX_256.md                   # every model at one size
 
@@ -27,12 +28,21 @@ def main() -> None:
     ap.add_argument("--targets", default=",".join(mm.MATRIX_TARGETS))
     ap.add_argument("--fresh", action="store_true", help="measure cells already in the table again")
     ap.add_argument("--retry-failed", action="store_true", help="measure the cells that failed again")
+    ap.add_argument("--merge", type=Path, nargs="+", default=[],
+                    help="tables measured by other runs (e.g. in parallel, another --json): their cells replace these")
     ap.add_argument("--input-size", default=None, help="one RAW size for every model (default: each model's own)")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "model_matrix.json")
     ap.add_argument("--markdown", type=Path, default=ROOT / "docs" / "MODEL_MATRIX.md")
     args = ap.parse_args()
     table = mm.Matrix.load(args.json) if args.json.is_file() else mm.Matrix()
     table.machine = mm.machine_description()
+    if args.merge:
+        for other in args.merge:
+            for cell in mm.Matrix.load(other).cells:
+                table.put(cell)
+        table.save(args.json, args.markdown)
+        print(f"merged {len(args.merge)} table(s) into {args.json} and {args.markdown}")
+        return
 
     def show(cell: mm.Cell) -> None:
         what = (f"{cell.psnr_mean_db} / {cell.psnr_worst_db} dB, {cell.delegated}, {cell.time_s} s, "
