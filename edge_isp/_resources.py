@@ -35,3 +35,20 @@ def children_peak_rss_mb() -> float:
     """The largest peak resident memory of any finished child process (toolchain workers)."""
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+# Peaks reported by toolchain workers (their own ru_maxrss, in their answer), since the last
+# take_child_peak(): RUSAGE_CHILDREN only knows the largest child the process ever waited for.
+_child_peak_mb = 0.0
+
+
+def note_child_peak(mb: float) -> None:
+    global _child_peak_mb
+    _child_peak_mb = max(_child_peak_mb, float(mb))
+
+
+def take_child_peak() -> float:
+    """The largest child peak noted since the last call (0 if none), and forget it."""
+    global _child_peak_mb
+    peak, _child_peak_mb = _child_peak_mb, 0.0
+    return peak

@@ -1,8 +1,10 @@
 """Seconds and peak memory per stage of a long job (a conversion), nested stages included.
 
 A stage's peak is the most resident memory the process held while it ran, or the peak of
-a child process (a toolchain worker) that finished inside it: a conversion that runs its
-converter in another environment is charged for that process too.
+a child process that finished inside it: a toolchain worker reports its own peak in its
+answer; other children are seen through RUSAGE_CHILDREN (which only shows a child larger
+than any before it). A conversion that runs its converter in another environment is
+charged for that process too.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from edge_isp._resources import children_peak_rss_mb, peak_rss_mb, reset_peak_rss
+from edge_isp._resources import children_peak_rss_mb, peak_rss_mb, reset_peak_rss, take_child_peak
 
 
 @dataclass
@@ -53,7 +55,7 @@ class StageClock:
         own = peak_rss_mb()
         children = children_peak_rss_mb()
         # RUSAGE_CHILDREN only grows: a new maximum is a child that finished in this interval.
-        child = children if children > self._children_before else 0.0
+        child = max(children if children > self._children_before else 0.0, take_child_peak())
         self._children_before = max(self._children_before, children)
         reading = round(max(own, child), 1)
         for name in self._open:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +49,8 @@ def serve(handlers: dict[str, Handler]) -> int:
     os.dup2(2, 1)                     # prints of the tools go to stderr, not into the answer
     sys.stdout = sys.stderr
     resp = handle(sys.stdin.read(), handlers)
+    # This worker's own peak memory: the caller charges it to the stage that ran it.
+    resp["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
     with os.fdopen(saved_stdout, "w") as out:
         out.write(json.dumps(resp))
     return 0

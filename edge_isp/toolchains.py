@@ -239,6 +239,10 @@ def _call(python: Path, tc: Toolchain, request: dict[str, Any], timeout: float) 
     if resp.get("schema") != RESPONSE_SCHEMA:
         raise ToolchainError(f"the {tc.name} toolchain answered schema {resp.get('schema')!r}, expected "
                              f"{RESPONSE_SCHEMA!r}; reinstall with 'edge-isp toolchain install {tc.name} --force'")
+    if isinstance(resp.get("peak_rss_mb"), (int, float)):
+        from edge_isp._resources import note_child_peak
+
+        note_child_peak(resp["peak_rss_mb"])
     if not resp.get("ok"):
         raise ToolchainError(f"{tc.name} failed on {op!r}: {resp.get('error') or 'no reason given'}")
     return resp
