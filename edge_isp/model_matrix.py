@@ -92,15 +92,22 @@ def measure_cell(model: str, target: str, input_size: str | None = None,
             lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
             reason = next((ln for ln in reversed(lines) if ln.startswith("error:") or "Error" in ln), lines[-1] if lines else "")
             return Cell(model, target, False, reason=reason.removeprefix("error: ")[:400], time_s=round(wall, 1))
-        m = json.loads((bundle / "manifest.json").read_text())
-        v, conv = m["verification"], m["conversion"]
-        return Cell(
-            model, target, True,
-            psnr_mean_db=round(float(v["psnr_db"]), 2), psnr_worst_db=round(float(v["min_sample_psnr_db"]), 2),
-            size_mb=round(m["artifact"]["size_bytes"] / 1e6, 2), time_s=round(float(conv["time_s"]), 1),
-            peak_rss_mb=round(float(conv["peak_rss_mb"])), input_size="x".join(map(str, m["input"]["mosaic_hw"])),
-            tiling=m["tiling"]["mode"], route=(m.get("quantization") or {}).get("route", {}).get("route", ""),
-            weights=m["model"].get("weights_kind", ""), delegated=_delegation(bundle, target))
+        return cell_from_bundle(bundle)
+
+
+def cell_from_bundle(bundle: Path) -> Cell:
+    """The cell a bundle made by ``edge-isp convert MODEL --target T`` (defaults) stands for;
+    delegation is checked now, against the current tables."""
+    m = json.loads((Path(bundle) / "manifest.json").read_text())
+    model, target = m["model"]["name"], m["target"]["name"]
+    v, conv = m["verification"], m["conversion"]
+    return Cell(
+        model, target, True,
+        psnr_mean_db=round(float(v["psnr_db"]), 2), psnr_worst_db=round(float(v["min_sample_psnr_db"]), 2),
+        size_mb=round(m["artifact"]["size_bytes"] / 1e6, 2), time_s=round(float(conv["time_s"]), 1),
+        peak_rss_mb=round(float(conv["peak_rss_mb"])), input_size="x".join(map(str, m["input"]["mosaic_hw"])),
+        tiling=m["tiling"]["mode"], route=(m.get("quantization") or {}).get("route", {}).get("route", ""),
+        weights=m["model"].get("weights_kind", ""), delegated=_delegation(Path(bundle), target))
 
 
 @dataclass
@@ -162,7 +169,9 @@ def _fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
 
 def render_markdown(matrix: Matrix) -> str:
     """One table per target: a row per model (the checked-in, human-readable view)."""
-    models = list(dict.fromkeys(c.model for c in sorted(matrix.cells, key=lambda c: c.model)))
+    from edge_isp.models import list_models
+
+    models = list(dict.fromkeys([*sorted(list_models()), *sorted(c.model for c in matrix.cells)]))
     targets = [t for t in MATRIX_TARGETS if any(c.target == t for c in matrix.cells)]
     targets += sorted({c.target for c in matrix.cells} - set(targets))
     lines = ["# Model matrix", "",
