@@ -519,7 +519,7 @@ def _is_half_pixel_resize2x(node: Any, shapes: dict[str, list[int]]) -> bool:
 
 
 # Half-pixel bilinear 2x on the nearest-neighbour 2x image: [1, 2, 1] / 4 per axis.
-_BILINEAR_ON_NEAREST = (0.25, 0.5, 0.25)
+BILINEAR_ON_NEAREST = (0.25, 0.5, 0.25)
 
 
 def _resize2x_nearest_nodes(node: Any, graph: Any, shapes: dict[str, list[int]], inits: dict[str, Any]) -> list[Any] | None:
@@ -536,7 +536,7 @@ def _resize2x_nearest_nodes(node: Any, graph: Any, shapes: dict[str, list[int]],
     x = up
     for axis, size in ((2, 2 * h), (3, 2 * w)):
         x = b.op("Concat", [b.slice(x, axis, 0, 1), x, b.slice(x, axis, size - 1, size)], axis=axis)
-    taps = np.asarray(_BILINEAR_ON_NEAREST, np.float32)
+    taps = np.asarray(BILINEAR_ON_NEAREST, np.float32)
     kernel = np.broadcast_to(np.outer(taps, taps), (c, 1, 3, 3))
     b.op("Conv", [x, b.const(kernel, np.float32)], node.output[0], group=c, kernel_shape=[3, 3])
     return b.nodes

@@ -108,11 +108,12 @@ def _bilinear2x_as_nearest_conv(x: Any) -> Any:
     up = f.interpolate(x, scale_factor=2.0, mode="nearest")
     for dim in (2, 3):
         up = torch.cat([_row(up, dim, 0), up, _row(up, dim, up.shape[dim] - 1)], dim=dim)
-    # [1, 2, 1] x [1, 2, 1] / 16 from factory ops (a torch.tensor literal is not exportable here).
+    # The outer product of fit's taps, from factory ops (a torch.tensor literal is not exportable here).
+    from edge_isp.converters.fit import BILINEAR_ON_NEAREST as taps
+
     c = x.shape[1]
-    sixteenth, eighth, quarter = (torch.full((c, 1, 1, 1), v, dtype=x.dtype) for v in (1 / 16, 1 / 8, 1 / 4))
-    edge, middle = torch.cat([sixteenth, eighth, sixteenth], dim=3), torch.cat([eighth, quarter, eighth], dim=3)
-    return f.conv2d(up, torch.cat([edge, middle, edge], dim=2), groups=c)
+    rows = [torch.cat([torch.full((c, 1, 1, 1), a * b, dtype=x.dtype) for b in taps], dim=3) for a in taps]
+    return f.conv2d(up, torch.cat(rows, dim=2), groups=c)
 
 
 def _bilinear_upsampling_2x(args: tuple[Any, ...], kw: dict[str, Any]) -> bool:

@@ -242,7 +242,7 @@ def _build_tflite(ctx: _Context) -> _Built:
         precision = ctx.target.precision
         calibration = {ctx.input_name: ctx.calib.data, **(ctx.calib.extra or {})} if ctx.target.quantized else None
         source, fits = litert_torch.apply_fits(ctx.source, ctx.fit)
-        float_ops = ("RSQRT",) if ctx.target.quantized and ctx.fit is not None and ctx.fit.rsqrt_in_float else ()
+        float_ops = _fit_float_ops(ctx) if ctx.target.quantized else ()
         with ctx.stage("litert-torch"):
             info = litert_torch.convert(source, out, ctx.work / "litert_torch", precision=precision,
                                         calibration=calibration, per_channel=ctx.opts.per_channel,
@@ -261,10 +261,11 @@ def _build_tflite(ctx: _Context) -> _Built:
         return _Built(_tflite_fit_pass(ctx, {"fp32": f32, "fp16": f16}[ctx.target.precision]),
                       quantization={**_FLOAT_QUANTIZATION[ctx.target.precision], **onnx2tf})
     io_dtype = ctx.opts.io_dtype or ctx.target.io_dtype
-    _check_keep_float(ctx, "tflite", tflite.op_names(f32))
+    graph_ops = tflite.op_names(f32)
+    _check_keep_float(ctx, "tflite", graph_ops)
     with ctx.stage("calibrate"):
         calibrated = tflite.calibrate(saved, ctx.calib.data, ctx.calib.extra, ctx.input_name)
-    keep = tuple(op.upper() for op in _keep_float(ctx, "tflite")) + _fit_float_ops(ctx, tflite.op_names(f32))
+    keep = tuple(op.upper() for op in _keep_float(ctx, "tflite")) + _fit_float_ops(ctx, graph_ops)
     nodes = tuple(tflite.norm_island_nodes(f32)) if "norm" in ctx.opts.keep_float else ()
     with ctx.stage("quantize"):
         built = tflite.quantize_int8(calibrated, ctx.work / "model_int8.tflite", ctx.calib.data, io_dtype=io_dtype,
@@ -288,9 +289,12 @@ def _tflite_fit_pass(ctx: _Context, path: Path) -> Path:
     return out
 
 
-def _fit_float_ops(ctx: _Context, graph_ops: set[str]) -> tuple[str, ...]:
-    """Ops a fit option leaves out of INT8 quantisation (``rsqrt_in_float``), where the graph has them."""
-    return ("RSQRT",) if ctx.fit is not None and ctx.fit.rsqrt_in_float and "RSQRT" in graph_ops else ()
+def _fit_float_ops(ctx: _Context, graph_ops: set[str] | None = None) -> tuple[str, ...]:
+    """Ops a fit option leaves out of INT8 quantisation (``rsqrt_in_float``): where the graph has
+    them (``graph_ops``), or all it names when the graph is not read (ai-edge-quantizer skips
+    op types a model lacks)."""
+    wanted = ("RSQRT",) if ctx.fit is not None and ctx.fit.rsqrt_in_float else ()
+    return tuple(op for op in wanted if graph_ops is None or op in graph_ops)
 
 
 def _onnx_output_names(onnx_path: Path) -> list[str]:

@@ -27,14 +27,26 @@ def peak_rss_mb() -> float:
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+    return _rusage_peak_mb(resource.RUSAGE_SELF)
 
 
 def children_peak_rss_mb() -> float:
     """The largest peak resident memory of any finished child process (toolchain workers)."""
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+    return _rusage_peak_mb(resource.RUSAGE_CHILDREN)
+
+
+def _rusage_peak_mb(who: int) -> float:
+    peak = resource.getrusage(who).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0   # bytes there, KiB here
+
+
+def cache_dir(*parts: str) -> Path:
+    """edge-isp's folder in the user's cache (``EDGE_ISP_CACHE`` overrides it): measured model
+    plans and the machine's peak, things worth keeping between runs and cheap to lose."""
+    import os
+
+    root = os.environ.get("EDGE_ISP_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "edge-isp").joinpath(*parts)
 
 
 # Peaks reported by toolchain workers (their own ru_maxrss, in their answer), since the last

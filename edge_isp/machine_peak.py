@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +38,9 @@ class MachinePeak:
 
 
 def _cache_file() -> Path:
-    root = os.environ.get("EDGE_ISP_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "edge-isp") / "machine-peak.json"
+    from edge_isp._resources import cache_dir
+
+    return cache_dir("machine-peak.json")
 
 
 def measure_sgemm_gflops(size: int = SIZE, calls: int = CALLS) -> float:

@@ -209,19 +209,14 @@ def render_markdown(matrix: Matrix) -> str:
 
 def machine_description() -> dict[str, Any]:
     import os
-    import platform
 
+    from edge_isp.bench import machine_info
     from edge_isp.converters.bundle import tool_versions
 
-    cpu = ""
-    try:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), "")
-    except OSError:
-        pass
+    machine = machine_info()
     mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30) if hasattr(os, "sysconf") else None
-    return {"cpu": cpu or platform.machine(), "cores": os.cpu_count(), "memory_gib": mem_gb,
-            "python": platform.python_version(), **{k: v for k, v in tool_versions().items() if v}}
+    return {"cpu": machine["cpu"], "cores": machine["logical_cores"], "memory_gib": mem_gb,
+            "python": machine["python"], **{k: v for k, v in tool_versions().items() if v}}
 
 
 def build(models: Sequence[str], targets: Sequence[str], table: Matrix, save: Callable[[Matrix], None],

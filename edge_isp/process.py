@@ -51,7 +51,8 @@ class FileResult:
     stats_pass_s: float | None = None
     tile_pass_s: float | None = None
     # Seconds per stage: decode (RAW read + unpack), plan (tiling; the first two-pass photo
-    # measures the model), infer (tiles, blending, quantisation), write (encode + atomic write). In a batch they overlap across files (see process_files).
+    # measures the model), infer (tiles, blending, quantisation), write (encode + atomic write).
+    # In a batch they overlap across files (see process_files).
     stages_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -407,24 +408,18 @@ def _pipelined(runner: Any, pairs: list[tuple[Path, Path]], *, bits: int, overla
                 on_start(source, index)
             raw = decoding.result() if decoding is not None else None
             decoding = ahead(index + 1)
-            if raw is None:                           # it could not be read: reported, the batch goes on
-                result.seconds = time.perf_counter() - starts[index]
-                if pending_write is not None:
-                    yield pending_write.result()
-                    pending_write = None
-                yield result
-                continue
-            reset_peak_rss()
-            try:
-                rgb = _infer(runner, raw, result, bits=bits, overlap=overlap, block=block, progress=on_tile)
-            except _FILE_ERRORS as exc:
-                _failed(result, Path(source), exc)
-                rgb = None
-            del raw
+            rgb = None
+            if raw is not None:                       # else it could not be read (reported in result)
+                reset_peak_rss()
+                try:
+                    rgb = _infer(runner, raw, result, bits=bits, overlap=overlap, block=block, progress=on_tile)
+                except _FILE_ERRORS as exc:
+                    _failed(result, result.source, exc)
+            raw = None
             if pending_write is not None:             # one image in the writer at a time
                 yield pending_write.result()
-                pending_write = None
-            if rgb is None:
+            pending_write = None
+            if rgb is None:                           # failed: reported, the batch goes on
                 result.seconds = time.perf_counter() - starts[index]
                 yield result
                 continue

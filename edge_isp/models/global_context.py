@@ -271,20 +271,18 @@ def _plan_cache_file(model: nn.Module, multiple: int) -> Path | None:
     configuration), the source of the modules' code, edge-isp's version and ``multiple``."""
     import hashlib
     import inspect
-    import os
     import sys
 
     from edge_isp import __version__
+    from edge_isp._resources import cache_dir
 
-    root = os.environ.get("EDGE_ISP_CACHE")
-    folder = Path(root).expanduser() if root else Path.home() / ".cache" / "edge-isp"
     digest = hashlib.sha256(f"{__version__}|{multiple}|{model!r}".encode())
     for module_name in sorted({type(m).__module__ for m in model.modules()}):
         try:
             digest.update(inspect.getsource(sys.modules[module_name]).encode())
         except (KeyError, OSError, TypeError):
             return None                  # code we cannot read: measure every time
-    return folder / "global-plans" / f"{type(model).__name__}-{digest.hexdigest()[:20]}.json"
+    return cache_dir("global-plans", f"{type(model).__name__}-{digest.hexdigest()[:20]}.json")
 
 
 def _read_plan(path: Path | None) -> GlobalPlan | None:
