@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_isp.converters.artifact_formats import TFLITE_ROUTES
 from edge_isp.errors import EdgeIspError, UsageError
 
-ROUTES = ("onnx2tf", "litert-torch")
 # Op tables every row is checked against besides the target's own (GPU delegate: FP16/FP32).
 EXTRA_TABLES = ("gpu-fp16",)
 LATENCY_RUNS = 10
@@ -54,7 +54,7 @@ def compare_routes(opts: Any, progress: Any = None) -> list[RouteRow]:
         raise UsageError("--compare-routes writes no bundle and checks crops only: drop -o / --verify-photo")
     rows = []
     with tempfile.TemporaryDirectory(prefix="edge-isp-routes-") as tmp:
-        for route in ROUTES:
+        for route in TFLITE_ROUTES:
             run = dataclasses.replace(opts, route=route, output=Path(tmp) / route)
             try:
                 say = (lambda s, r=route: progress(f"{r}: {s}")) if progress else (lambda s: None)
@@ -86,4 +86,4 @@ def _latency_ms(runner: Any) -> float:
     return round(statistics.median(times), 2)
 
 
-__all__ = ["ROUTES", "RouteRow", "compare_routes"]
+__all__ = ["RouteRow", "compare_routes"]

@@ -343,7 +343,9 @@ TFLITE_UNSUPPORTED = {"resize_as_depth_to_space": "onnx2tf 1.29.24 mis-infers th
 
 def require_supported(options: FitOptions, fmt: str) -> None:
     """Refuse, before any work, a fit the target's converter cannot take."""
-    if fmt in ("tflite", "vela", "litert-aot"):
+    from edge_isp.converters.artifact_formats import get_format
+
+    if get_format(fmt).tflite_based:
         for key, why in TFLITE_UNSUPPORTED.items():
             if getattr(options, key):
                 raise InputError(f"fit option {key}=true does not reach TFLite yet ({why}); use it with onnx, "

@@ -98,3 +98,16 @@ def suggest_sizes(onnx_path: Path, step: int, limit: int = 3) -> list[tuple[int,
             if len(found) == limit:
                 break
     return found
+
+
+def layout_hint(onnx_path: Path, mosaic_hw: tuple[int, int], step: int) -> str:
+    """Why onnx2tf may have mistaken the layout at this size, and sizes that avoid it."""
+    collisions = find_collisions(onnx_path)
+    if not collisions:
+        return ""
+    sizes = [f"{h}x{w}" for h, w in suggest_sizes(onnx_path, step)]
+    return (
+        f"at {mosaic_hw[0]}x{mosaic_hw[1]}, {len(collisions)} activations have as many channels as rows "
+        f"or columns (e.g. {collisions[0]}), which can make onnx2tf mistake the layout; "
+        f"try --input-size {' or '.join(sizes) if sizes else 'a non-square size'}"
+    )

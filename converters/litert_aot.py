@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.converters.check import CheckReport, OpResult, Partition
-from edge_isp.converters.targets import Target, get_target
+from edge_isp.converters.targets import Target, get_target, resolve_accelerator
 from edge_isp.converters.tflite_reader import read_tflite
 from edge_isp.errors import ConversionError, InputError, MissingDependencyError
 
@@ -283,8 +283,6 @@ def check_with_litert_aot(tflite_file: Path, target_name: str, soc: str | None =
 
     Only the partition step runs (offline for Intel); the full compile is ``convert``'s job.
     """
-    from edge_isp.converters.pipeline import resolve_accelerator
-
     tgt = get_target(target_name)
     vendor = vendor_of(tgt)
     chosen = str(resolve_accelerator(tgt, soc))
@@ -309,13 +307,14 @@ def vendor_check(model_file: Path, fmt: str, target: str, npu: dict[str, Any] | 
     return report, model_file
 
 
-def build_for_pipeline(ctx: Any) -> Any:
-    """The INT8 TFLite exactly as for cpu-int8 (verified on the host), compiled by the vendor plugin.
+def build(ctx: Any) -> Any:
+    """The ``litert-aot`` format entry: the INT8 TFLite exactly as for cpu-int8 (verified on the
+    host), compiled by the vendor plugin.
 
     Fails before the (slow) TFLite build when the vendor plugin cannot load at all; when only
     the compiler is missing (Intel), the error says what the partition step found.
     """
-    from edge_isp.converters.pipeline import _build_tflite
+    from edge_isp.converters import tflite_build
 
     tgt = ctx.target
     vendor = vendor_of(tgt)
@@ -323,7 +322,7 @@ def build_for_pipeline(ctx: Any) -> Any:
     pre = probe(vendor, soc)
     if not pre.get("can_partition"):
         raise missing_sdk_error(tgt.name, vendor, soc, pre)
-    built = _build_tflite(ctx)
+    built = tflite_build.build(ctx)
     out = ctx.work / "litert_aot"
     known, _ = partition(built.main, vendor, soc, out / "partition")
     result = compile_aot(built.main, vendor, soc, out / "compile")

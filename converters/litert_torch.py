@@ -22,15 +22,9 @@ from typing import Any
 from edge_isp import toolchains
 from edge_isp._deps import require
 from edge_isp.converters.onnx_export import INPUT_NAME, OUTPUT_NAME
-from edge_isp.errors import ConversionError, InputError
+from edge_isp.errors import ConversionError
 
-ROUTES = ("auto", "onnx2tf", "litert-torch")
 CONVERT_TIMEOUT_S = 1800.0
-
-
-def check_route(route: str) -> None:
-    if route not in ROUTES:
-        raise InputError(f"--route {route!r} is not one of {', '.join(ROUTES)}")
 
 
 @dataclass(frozen=True)
@@ -229,4 +223,42 @@ def available() -> bool:
     return toolchains.status("litert-torch").installed
 
 
-__all__ = ["CONVERT_TIMEOUT_S", "ROUTES", "TorchSource", "apply_fits", "check_route", "available", "convert", "source_of"]
+# ----------------------------------------------------------------------------- the route entry
+
+def gaps(ctx: Any) -> str:
+    """What this route does not do (yet) for ``ctx``'s conversion; "" = nothing."""
+    opts = ctx.opts
+    if (opts.io_dtype or ctx.target.io_dtype or "int8") != "int8" and ctx.target.quantized:
+        return f"{opts.io_dtype or ctx.target.io_dtype} I/O (its INT8 models take int8)"
+    for flag, on in (("--keep-float", bool(opts.keep_float)), ("--layer-report", opts.layer_report)):
+        if on:
+            return flag
+    return ""
+
+
+def build(ctx: Any, why: str) -> Any:
+    """The ``litert-torch`` entry of artifact_formats.TFLITE_ROUTES: ``ctx.source`` (the PyTorch
+    program the ONNX graph came from) as a TFLite file of the target's precision."""
+    from edge_isp.converters.stages import BuiltArtifact
+    from edge_isp.converters.tflite_build import FLOAT_QUANTIZATION
+
+    if ctx.source is None:
+        raise ConversionError("the litert-torch route needs the PyTorch module this graph came from")
+    out = ctx.work / "model_litert_torch.tflite"
+    precision = ctx.target.precision
+    calibration = {ctx.input_name: ctx.calib.data, **(ctx.calib.extra or {})} if ctx.target.quantized else None
+    source, fits = apply_fits(ctx.source, ctx.fit)
+    float_ops = ctx.fit_float_ops() if ctx.target.quantized else ()
+    with ctx.stage("litert-torch"):
+        info = convert(source, out, ctx.work / "litert_torch", precision=precision, calibration=calibration,
+                       per_channel=ctx.opts.per_channel, float_ops=float_ops)
+    info["fit"] = fits
+    quantization = FLOAT_QUANTIZATION.get(precision) or {
+        "weights": f"int8 {'per-channel' if ctx.opts.per_channel else 'per-tensor'}",
+        "activations": "int8 per-tensor", "io_dtype": "int8", "calibration_samples": int(ctx.calib.data.shape[0]),
+        "float_ops": list(float_ops)}
+    return BuiltArtifact(out, quantization={**quantization, "route": {**info, "why": why}},
+                         runtime_options={"layout": "NCHW"})   # the program's own interface, not onnx2tf's NHWC
+
+
+__all__ = ["CONVERT_TIMEOUT_S", "TorchSource", "apply_fits", "available", "build", "convert", "gaps", "source_of"]

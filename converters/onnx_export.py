@@ -79,3 +79,10 @@ def export_onnx(model: Any, input_shape: tuple[int, int, int, int] | Mapping[str
         input_shape=tuple(shapes[first_in]), output_shape=outputs[first_out],
         op_types=dict(sorted(ops.items())), inputs={n: tuple(s) for n, s in shapes.items()}, outputs=outputs,
     )
+
+
+def build(ctx: Any) -> Any:
+    """The ``onnx`` format entry: the exported graph is the artifact."""
+    from edge_isp.converters.stages import BuiltArtifact
+
+    return BuiltArtifact(ctx.onnx_path)

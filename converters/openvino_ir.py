@@ -83,3 +83,23 @@ def quantize_ir(onnx_path: Path, out_xml: Path, calib_nchw: np.ndarray, preset: 
         "float_op_types": list(keep_float_types), "float_nodes": list(keep_float_names),
         "calibration_samples": int(calib_nchw.shape[0]),
     })
+
+
+def build(ctx: Any) -> Any:
+    """The ``openvino`` format entry: ``ctx``'s ONNX graph as IR of the target's precision
+    (INT8: NNCF post-training quantisation on ``ctx.calib``)."""
+    from edge_isp.converters.stages import BuiltArtifact
+
+    xml = ctx.work / "model.xml"
+    if ctx.target.quantized:
+        ctx.check_keep_float("openvino", op_types(ctx.onnx_path))
+        built = quantize_ir(ctx.onnx_path, xml, ctx.calib.data, preset=ctx.opts.nncf_preset,
+                            keep_float_types=ctx.keep_float_ops("openvino"), extra=ctx.calib.extra,
+                            input_name=ctx.input_name)
+    else:
+        built = convert_ir(ctx.onnx_path, xml, ctx.target.precision)
+    # Verify with f32 compute for every precision: FP16 IR means FP16 weights (as TFLite FP16
+    # on the host), INT8 ops run integer anyway, and a bf16-capable CPU would otherwise
+    # silently compute in bf16. The figure then measures what the conversion changed.
+    return BuiltArtifact(xml, extra=[xml.with_suffix(".bin")], quantization=built.quantization,
+                         runtime_options={"precision_hint": "f32"})

@@ -552,8 +552,7 @@ def check_with_rknn(onnx_file: Path, target_name: str, platform: str | None = No
     ``convert`` does without ``--calib``; the simulator is not run.
     """
     from edge_isp.converters.calibration import make_input_sets
-    from edge_isp.converters.pipeline import resolve_accelerator
-    from edge_isp.converters.targets import get_target
+    from edge_isp.converters.targets import get_target, resolve_accelerator
 
     onnx_file = Path(onnx_file)
     if not onnx_file.is_file():
@@ -587,9 +586,9 @@ def vendor_check(model_file: Path, fmt: str, target: str, npu: dict[str, Any] | 
 
 # ----------------------------------------------------------------------------- pipeline
 
-def build_for_pipeline(ctx: Any) -> Any:
-    """``FORMAT_BUILDERS["rknn"]``: compile ``ctx.onnx_path``, run the simulator, report."""
-    from edge_isp.converters.pipeline import _Built
+def build(ctx: Any) -> Any:
+    """The ``rknn`` format entry: compile ``ctx.onnx_path``, run the simulator, report."""
+    from edge_isp.converters.stages import BuiltArtifact
 
     precision = ctx.target.precision
     platform = str(ctx.accelerator)     # resolved by the pipeline (--platform or the target's default)
@@ -611,5 +610,5 @@ def build_for_pipeline(ctx: Any) -> Any:
         quantization = {"weights": "float16", "activations": "float16"}
     npu = {**result.to_dict(), "verified_artifact": "model.rknn (rknn-toolkit2 simulator)",
            "placement_summary": report.summary_line()}
-    return _Built(main, quantization=quantization, support=report, npu=npu, outputs=result.outputs,
+    return BuiltArtifact(main, quantization=quantization, support=report, npu=npu, outputs=result.outputs,
                   outputs_by=f"{result.compiler} simulator")

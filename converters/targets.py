@@ -157,3 +157,19 @@ def list_targets() -> list[Target]:
 
 def get_target(name: str) -> Target:
     return lookup(_TARGETS, name, "target")
+
+
+def resolve_accelerator(target: Target, soc: str | None) -> str | None:
+    """The SoC / platform a vendor-compiler target compiles for (``--soc`` / ``--platform``)."""
+    from edge_isp.errors import InputError
+
+    if soc is None:
+        return target.accelerator_config
+    if not target.accelerator_choices:
+        raise InputError(f"--soc/--platform applies to rknn-* and litert-npu-* targets, not {target.name}")
+    # Case-insensitive, answered in the target's own spelling (rk3576, SM8750, TENSOR_G4).
+    chosen = {c.lower(): c for c in target.accelerator_choices}.get(soc.lower())
+    if chosen is None:
+        raise InputError(f"{target.name} does not know platform {soc!r}; choose one of "
+                         f"{', '.join(target.accelerator_choices)}")
+    return chosen

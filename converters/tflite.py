@@ -352,3 +352,45 @@ def norm_island_nodes(float_tflite: Path) -> list[str]:
                     island[nxt["index"]] = nxt
                     frontier.append(nxt)
     return sorted({names[int(o)] for op in island.values() for o in op["outputs"]})
+
+
+# ----------------------------------------------------------------------------- the onnx2tf route
+
+def build(ctx: Any, why: str) -> Any:
+    """The ``onnx2tf`` entry of artifact_formats.TFLITE_ROUTES: ``ctx``'s ONNX graph as a TFLite
+    file of the target's precision (INT8: calibrated on ``ctx.calib``, fits' float ops kept)."""
+    from edge_isp.converters.stages import BuiltArtifact
+    from edge_isp.converters.tflite_build import FLOAT_QUANTIZATION
+
+    with ctx.stage("onnx2tf"):
+        saved, f32, f16 = onnx_to_saved_model(ctx.onnx_path, ctx.work / "tf", ctx.input_name, ctx.calib.data)
+    route = {"route": {"route": "onnx2tf", "why": why}}
+    precision = ctx.target.precision
+    if precision in FLOAT_QUANTIZATION:
+        return BuiltArtifact({"fp32": f32, "fp16": f16}[precision], quantization={**FLOAT_QUANTIZATION[precision], **route})
+    graph_ops = op_names(f32)
+    ctx.check_keep_float("tflite", graph_ops)
+    with ctx.stage("calibrate"):
+        calibrated = calibrate(saved, ctx.calib.data, ctx.calib.extra, ctx.input_name)
+    keep = tuple(op.upper() for op in ctx.keep_float_ops("tflite")) + ctx.fit_float_ops(graph_ops)
+    nodes = tuple(norm_island_nodes(f32)) if "norm" in ctx.opts.keep_float else ()
+    with ctx.stage("quantize"):
+        built = quantize_int8(calibrated, ctx.work / "model_int8.tflite", ctx.calib.data,
+                              io_dtype=ctx.opts.io_dtype or ctx.target.io_dtype, per_channel=ctx.opts.per_channel,
+                              keep_float_ops=keep, keep_float_nodes=nodes, layer_report=ctx.opts.layer_report,
+                              extra=ctx.calib.extra, names_from=f32, output_order=_onnx_output_names(ctx.onnx_path))
+    return BuiltArtifact(built.path, quantization={**built.quantization, **route}, layer_errors=built.layer_errors)
+
+
+def gaps(ctx: Any) -> str:
+    """onnx2tf takes every option convert has."""
+    return ""
+
+
+def available() -> bool:
+    return True     # a required package: missing, it fails with its own install hint
+
+
+def _onnx_output_names(onnx_path: Path) -> list[str]:
+    onnx = require("onnx", "reading ONNX outputs")
+    return [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]

@@ -19,9 +19,6 @@ import numpy as np
 from edge_isp.errors import InputError
 
 TILING_MODES = ("auto", "two-pass", "blended")
-# Formats whose artifacts the host runs with named inputs (LiteRT, OpenVINO, ONNX Runtime).
-# Vendor-compiler formats keep one artifact until their runners take several inputs.
-TWO_PASS_FORMATS = ("onnx", "tflite", "openvino")
 # Owned block per side (packed px) a default window aims at, as the PyTorch path measured
 # (models.global_context.DEFAULT_BLOCK): halos are a fixed cost per window.
 DEFAULT_BLOCK = 288
@@ -30,11 +27,13 @@ DEFAULT_BLOCK = 288
 # op per window (PyNET-V2 Mobile: 2 or 12; MicroISP 12; PyNET 124 would be 125 passes).
 MAX_AUTO_GLOBAL_OPS = 16
 
-STATS_NAMES = {"onnx": ("stats.onnx",), "tflite": ("stats.tflite",), "openvino": ("stats.xml", "stats.bin")}
 
 
 def choose_tiling(requested: str, model: Any, target: Any) -> str:
     """'two-pass' for a model with global ops on a format that can run it, else 'blended'."""
+    # Formats whose entry names a statistics part (artifact_formats: the host runs them with
+    # named inputs); vendor-compiler formats keep one artifact until their runners take several.
+    from edge_isp.converters.artifact_formats import get_format, two_pass_formats
     from edge_isp.models.global_context import global_modules
 
     if requested not in TILING_MODES:
@@ -46,12 +45,12 @@ def choose_tiling(requested: str, model: Any, target: Any) -> str:
         if not has_global:
             raise InputError("--tiling two-pass: the model has no global ops (pooling over the image, instance "
                              "norm); its tiles are exact with one pass: drop the flag")
-        if target.format not in TWO_PASS_FORMATS:
+        if not get_format(target.format).two_pass:
             raise InputError(f"--tiling two-pass: {target.name} ({target.format}) artifacts take one input; two-pass "
-                             f"bundles are built for {', '.join(TWO_PASS_FORMATS)} formats; use --tiling blended")
+                             f"bundles are built for {', '.join(two_pass_formats())} formats; use --tiling blended")
         return "two-pass"
     many = len(global_modules(model)) > MAX_AUTO_GLOBAL_OPS
-    return "two-pass" if has_global and not many and target.format in TWO_PASS_FORMATS else "blended"
+    return "two-pass" if has_global and not many and get_format(target.format).two_pass else "blended"
 
 
 @dataclass
@@ -163,9 +162,5 @@ def check_parts(tile_runner: Any, held_out: Any, reference: np.ndarray,
     return PartsCheck(tile_v.min_sample_psnr_db, worst)
 
 
-def stats_files(fmt: str) -> tuple[str, ...]:
-    return STATS_NAMES[fmt]
-
-
-__all__ = ["DEFAULT_BLOCK", "PartsCheck", "TILING_MODES", "TWO_PASS_FORMATS", "TwoPassSetup", "check_parts",
-           "choose_tiling", "export_parts", "run_held_out", "setup", "stats_files", "with_statistics"]
+__all__ = ["DEFAULT_BLOCK", "PartsCheck", "TILING_MODES", "TwoPassSetup", "check_parts", "choose_tiling",
+           "export_parts", "run_held_out", "setup", "with_statistics"]

@@ -232,3 +232,20 @@ def vendor_check(model_file: Path, fmt: str, target: str, npu: dict[str, Any] | 
     and the file the static table reads. The accelerator is fixed per target (no platform)."""
     report = vela_report(npu, target, str(model_file)) if npu else check_with_vela(model_file, target)[0]
     return report, model_file
+
+
+def build(ctx: Any) -> Any:
+    """The ``vela`` format entry: the INT8 TFLite exactly as for cpu-int8 (verified on the
+    host), then compiled by Vela."""
+    import dataclasses
+
+    from edge_isp.converters import tflite_build
+
+    built = tflite_build.build(ctx)
+    result = compile_vela(built.main, str(ctx.target.accelerator_config), ctx.work / "vela")
+    vela_file = ctx.work / "model_vela.tflite"
+    shutil.copy2(result.vela_tflite, vela_file)
+    result.vela_tflite = vela_file
+    report = vela_report(result, ctx.target.name, "model.tflite")
+    npu = {**result.to_dict(), "verified_artifact": "model.tflite", "placement_summary": report.summary_line()}
+    return dataclasses.replace(built, extra=[*built.extra, vela_file], support=report, npu=npu)

@@ -320,5 +320,55 @@ def verify_photos(subject: Any, reference_net: Any, photos: Sequence[Path | str]
     return report
 
 
-__all__ = ["PhotoVerification", "VerifyReport", "block_edges", "blended_edges", "default_bars",
-           "reference_net_for_bundle", "seam_score", "verify_photo", "verify_photos", "write_heatmap"]
+# ----------------------------------------------------------------------------- convert --verify-photo
+
+def bars_for_target(target: Any) -> dict[str, float]:
+    """Whole-photo bars of ``convert --verify-photo``: verify's defaults for float targets; for
+    quantised ones the target's own crop bar (INT8 cannot reach 50 dB vs float PyTorch) and no
+    seam bar: the INT8 error is textured by the picture, so its seam score swings with the
+    content (0.86-1.57 measured at boundaries shifted off the real ones on the chart)."""
+    bars: dict[str, Any] = dict(default_bars())
+    if target.quantized:
+        bars.update(min_psnr_db=target.min_psnr_db, min_worst_tile_psnr_db=target.min_psnr_db, max_seam_score=None)
+    return bars
+
+
+def check_conversion_photos(opts: Any, target: Any) -> None:
+    """Before any work: the photos exist and the target's artifact runs on the host."""
+    if not opts.verify_photos:
+        return
+    from edge_isp.converters.artifact_formats import get_format
+
+    if not get_format(target.format).host_runs:
+        raise InputError(f"--verify-photo needs an artifact the host runs; {target.name} runs on the board only")
+    for photo in opts.verify_photos:
+        if not Path(photo).is_file():
+            raise InputError(f"--verify-photo {photo}: no such file; pass a RAW photo (DNG, CR2, NEF, ...)")
+
+
+def verify_conversion_photos(opts: Any, target: Any, model: Any, runner: Any, stats_runner: Any, split: Any,
+                             mosaic_hw: tuple[int, int]) -> list[Any]:
+    """Each photo through the built artifact(s), tiled as ``process`` would, vs untiled PyTorch."""
+    from edge_isp.errors import VerificationError
+    from edge_isp.runtimes.bundle_runner import LoadedRunner
+
+    subject = LoadedRunner(runner, model=str(opts.model), target=target.name, mosaic_hw=mosaic_hw, threads=None,
+                           load_time_s=0.0, precision=target.precision)
+    if split is not None:
+        subject.split = (stats_runner, split.spec)
+    bars = bars_for_target(target)
+    results = []
+    for photo in opts.verify_photos:
+        result = verify_photo(subject, model, Path(photo), raw_layout=opts.raw_layout, bars=bars)
+        results.append(result)
+        if not result.passed:
+            raise VerificationError(
+                f"--verify-photo {photo}: {'; '.join(result.failures)} ({result.mode}, {result.tiles} tiles); "
+                f"no bundle was written; " + ("convert with --tiling two-pass" if split is None and "two-pass" not in
+                                               result.mode else "check the photo with 'edge-isp verify'"))
+    return results
+
+
+__all__ = ["PhotoVerification", "VerifyReport", "bars_for_target", "block_edges", "blended_edges",
+           "check_conversion_photos", "default_bars", "reference_net_for_bundle", "seam_score", "verify_conversion_photos",
+           "verify_photo", "verify_photos", "write_heatmap"]

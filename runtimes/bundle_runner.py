@@ -23,14 +23,6 @@ import numpy as np
 from edge_isp.errors import BundleError, InputError, UsageError
 from edge_isp.runtimes.base import Runner, TensorSpec, open_runner
 
-# Runtimes that can run an artifact of each format (the first is the default).
-RUNTIMES_FOR_FORMAT: dict[str, tuple[str, ...]] = {
-    "tflite": ("litert", "tflite-runtime"),
-    "openvino": ("openvino",),
-    "onnx": ("onnxruntime",),
-}
-
-
 @dataclass(frozen=True)
 class Origin:
     """What a LoadedRunner was opened from, for reports (eval records it with its scores)."""
@@ -222,16 +214,16 @@ def open_bundle(bundle_path: Path | str, threads: int | None = None, runtime: st
     bundle = load_bundle(Path(bundle_path))
     verify_bundle_files(bundle)  # what runs (bench, process) is what was verified at conversion
     m = bundle.manifest
-    fmt = m["target"].get("format", "")
-    if fmt == "rknn":
-        # No host runtime executes .rknn (the simulator lives in the toolchain env, for verification).
-        raise BundleError(f"{bundle.path}: a .rknn model runs on a Rockchip board with rknn-toolkit-lite2; on the host "
-                          f"use the bundle's source.onnx ({bundle.path / 'source.onnx'}) with ONNX Runtime, or "
-                          "convert for a host target (e.g. --target onnx-fp32)")
+    fmt = _bundle_format(bundle)
+    if not fmt.host_runs:
+        # E.g. .rknn: a vendor simulator verified it at conversion, in its toolchain env.
+        raise BundleError(f"{bundle.path}: {fmt.board_only}; on the host use the bundle's source.onnx "
+                          f"({bundle.path / 'source.onnx'}) with ONNX Runtime, or convert for a host target "
+                          "(e.g. --target onnx-fp32)")
     chosen = runtime or bundle.runtime
-    allowed = RUNTIMES_FOR_FORMAT.get(fmt)
-    if allowed is not None and chosen not in allowed:
-        raise BundleError(f"runtime {chosen!r} cannot run a {fmt} bundle ({bundle.path}); use one of {', '.join(allowed)}")
+    if chosen not in fmt.runtimes:
+        raise BundleError(f"runtime {chosen!r} cannot run a {fmt.name} bundle ({bundle.path}); use one of "
+                          f"{', '.join(fmt.runtimes)}")
     runtime_options = {**m["artifact"].get("runtime_options", {}), **options}
     if threads:
         runtime_options["threads"] = int(threads)
@@ -294,7 +286,7 @@ def open_model(model: str, input_size: tuple[int, int] | None = None, *,
     To resolve a bundle, checkpoint, name or the default model, use
     :func:`edge_isp.runtimes.subject.open_subject`.
     """
-    from edge_isp.converters.pipeline import resolve_input_size
+    from edge_isp.models import resolve_input_size
     from edge_isp.models import create
     from edge_isp.runtimes.torch_rt import TorchRunner
 
@@ -316,4 +308,15 @@ def open_model(model: str, input_size: tuple[int, int] | None = None, *,
     return loaded
 
 
-__all__ = ["LoadedRunner", "Origin", "RUNTIMES_FOR_FORMAT", "open_bundle", "open_model"]
+def _bundle_format(bundle: Any) -> Any:
+    """The bundle's format entry; a manifest naming no known format is a broken bundle."""
+    from edge_isp.converters.artifact_formats import FORMATS
+
+    name = str(bundle.manifest["target"].get("format", ""))
+    if name not in FORMATS:
+        raise BundleError(f"{bundle.path}: the manifest names artifact format {name!r}, which edge-isp does not know "
+                          f"({', '.join(FORMATS)}); re-run 'edge-isp convert'")
+    return FORMATS[name]
+
+
+__all__ = ["LoadedRunner", "Origin", "open_bundle", "open_model"]

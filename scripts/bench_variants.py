@@ -175,7 +175,7 @@ def run(size: tuple[int, int] = DEFAULT_SIZE, runtimes: Sequence[str] = RUNTIMES
     import numpy as np
 
     from edge_isp.bench import LatencyStats, machine_info
-    from edge_isp.converters.pipeline import resolve_input_size
+    from edge_isp.models import resolve_input_size
     from edge_isp.errors import EdgeIspError, InputError
     from edge_isp.models import model_info, params_of
     from edge_isp.models.flops import model_flops

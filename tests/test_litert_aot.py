@@ -123,7 +123,8 @@ def test_soc_lists_match_the_installed_vendor_targets(aot_env):
 
 def test_unknown_soc_is_an_input_error_before_any_work(tmp_path):
     from edge_isp.converters.litert_aot import check_with_litert_aot
-    from edge_isp.converters.pipeline import ConvertOptions, convert, resolve_accelerator
+    from edge_isp.converters.pipeline import ConvertOptions, convert
+    from edge_isp.converters.targets import resolve_accelerator
     from edge_isp.converters.targets import get_target
 
     with pytest.raises(InputError, match="litert-npu-qualcomm does not know platform 'SM9999'.*SM8750"):
@@ -182,13 +183,14 @@ def test_intel_partition_placement_matches_the_plugin_log(aot_env, models, tmp_p
 def test_intel_compile_fails_on_the_missing_npu_compiler_and_says_what_is_known(aot_env, models, tmp_path,
                                                                              monkeypatch):
     """convert's builder, with the INT8 TFLite build replaced by the small model (the rest is real)."""
-    from edge_isp.converters import litert_aot, pipeline
+    from edge_isp.converters import litert_aot, tflite_build
+    from edge_isp.converters.stages import BuiltArtifact
     from edge_isp.converters.targets import get_target
 
-    monkeypatch.setattr(pipeline, "_build_tflite", lambda ctx: pipeline._Built(models["fft"]))
+    monkeypatch.setattr(tflite_build, "build", lambda ctx: BuiltArtifact(models["fft"]))
     ctx = _ctx(get_target("litert-npu-intel"), "LNL", tmp_path)
     with pytest.raises(MissingDependencyError) as err:
-        litert_aot.build_for_pipeline(ctx)
+        litert_aot.build(ctx)
     msg = str(err.value)
     assert "\n" not in msg
     assert "libopenvino_intel_npu_compiler_loader.so" in msg
@@ -199,15 +201,16 @@ def test_intel_compile_fails_on_the_missing_npu_compiler_and_says_what_is_known(
 
 def test_a_successful_compile_is_bundled_with_the_plugins_placement(aot_env, models, tmp_path, monkeypatch):
     """Only aot_compile is stood in for (no vendor compiler here): probe, partition and report are real."""
-    from edge_isp.converters import litert_aot, pipeline
+    from edge_isp.converters import litert_aot, tflite_build
+    from edge_isp.converters.stages import BuiltArtifact
     from edge_isp.converters.targets import get_target
 
     fake_compiled = tmp_path / "compiled.tflite"
     fake_compiled.write_bytes(models["isp"].read_bytes())
-    monkeypatch.setattr(pipeline, "_build_tflite", lambda ctx: pipeline._Built(models["isp"]))
+    monkeypatch.setattr(tflite_build, "build", lambda ctx: BuiltArtifact(models["isp"]))
     monkeypatch.setattr(litert_aot, "compile_aot", lambda model, vendor, soc, out: litert_aot.CompileResult(
         vendor, soc, True, fake_compiled, [{"subgraph": 0, "selected": 5, "total": 5, "partitions": 1}], "report"))
-    built = litert_aot.build_for_pipeline(_ctx(get_target("litert-npu-intel"), "PTL", tmp_path))
+    built = litert_aot.build(_ctx(get_target("litert-npu-intel"), "PTL", tmp_path))
     assert [p.name for p in built.extra] == ["model_intel_PTL.tflite"] and built.extra[0].is_file()
     assert built.support.verdict == "full" and built.support.ops_delegated == 5
     npu = built.npu
@@ -219,10 +222,10 @@ def test_a_successful_compile_is_bundled_with_the_plugins_placement(aot_env, mod
 
 
 def _ctx(target, soc: str, work: Path):
-    from edge_isp.converters.pipeline import ConvertOptions, _Context
+    from edge_isp.converters.stages import BuildContext, ConvertOptions
 
     work.mkdir(parents=True, exist_ok=True)
-    return _Context(ConvertOptions(target=target.name), target, work / "model.onnx", "input", work, None, None, soc)
+    return BuildContext(ConvertOptions(target=target.name), target, work / "model.onnx", "input", work, None, None, soc)
 
 
 # ----------------------------------------------------------------------------- vendors whose SDK is missing
@@ -250,7 +253,7 @@ def test_missing_vendor_sdk_is_one_line_saying_which_library_and_how(aot_env, mo
 @pytest.mark.slow
 def test_convert_to_qualcomm_fails_fast_with_the_missing_sdk_message_and_writes_nothing(aot_env, tmp_path,
                                                                                       monkeypatch):
-    from edge_isp.converters import litert_aot, pipeline
+    from edge_isp.converters import litert_aot, tflite_build
     from edge_isp.converters.pipeline import ConvertOptions, convert
 
     if litert_aot.probe("qualcomm", "SM8750")["can_partition"]:
@@ -259,7 +262,7 @@ def test_convert_to_qualcomm_fails_fast_with_the_missing_sdk_message_and_writes_
     def no_tflite_build(ctx):
         raise AssertionError("the INT8 TFLite was built although the Qualcomm plugin cannot load")
 
-    monkeypatch.setattr(pipeline, "_build_tflite", no_tflite_build)
+    monkeypatch.setattr(tflite_build, "build", no_tflite_build)
     out = tmp_path / "b"
     with pytest.raises(MissingDependencyError, match=r"litert-npu-qualcomm \(SM8750\) needs the Qualcomm AI Runtime "
                                                      r"SDK .*libQnnHtp\.so.*--addon qualcomm.*Nothing was written$"):

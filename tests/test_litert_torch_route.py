@@ -24,17 +24,17 @@ def litert_torch_env(toolchain_env) -> Path:
 
 def _ctx(tmp_path: Path, target: str, route: str, hw: tuple[int, int]):
     from edge_isp.converters.onnx_export import export_onnx
-    from edge_isp.converters.pipeline import ConvertOptions, _Context
+    from edge_isp.converters.stages import BuildContext, ConvertOptions
     from edge_isp.converters.targets import get_target
     from edge_isp.models import create
 
     exported = export_onnx(create("pynet-v2-mobile", seed=0).eval(), (1, 4, *hw), tmp_path / "m.onnx")
-    return _Context(ConvertOptions(model="pynet-v2-mobile", target=target, route=route), get_target(target),
+    return BuildContext(ConvertOptions(model="pynet-v2-mobile", target=target, route=route), get_target(target),
                     exported.path, exported.input_name, tmp_path, None, None)
 
 
 def test_route_choice_says_why(tmp_path, monkeypatch):
-    from edge_isp.converters.pipeline import choose_route
+    from edge_isp.converters.tflite_build import choose_route
 
     monkeypatch.setenv("EDGE_ISP_TOOLCHAINS", str(tmp_path / "none"))       # nothing installed
     ambiguous = _ctx(tmp_path, "cpu-fp32", "auto", (128, 128))               # 64x64 maps with 64 channels
@@ -47,7 +47,7 @@ def test_route_choice_says_why(tmp_path, monkeypatch):
     assert choose_route(_ctx(tmp_path, "nnapi-int8", "onnx2tf", (128, 128)))[0] == "onnx2tf"   # asked
     plain = _ctx(tmp_path, "cpu-fp32", "auto", (160, 224))                   # no collision, small graph
     assert choose_route(plain) == ("onnx2tf", "no layout ambiguity at this size")
-    monkeypatch.setattr("edge_isp.converters.pipeline.ONNX2TF_ACTIVATION_BUDGET_MIB", 1)   # as if it were PyNET
+    monkeypatch.setattr("edge_isp.converters.tflite_build.ONNX2TF_ACTIVATION_BUDGET_MIB", 1)   # as if it were PyNET
     route, why = choose_route(plain)
     assert route == "onnx2tf" and "GiB of activations at this size" in why and "toolchain install" in why
     with pytest.raises(InputError, match="--route 'tf'"):
@@ -67,7 +67,8 @@ def test_route_is_checked_before_any_work():
 @pytest.mark.slow
 def test_a_size_onnx2tf_gets_wrong_converts_exactly(tmp_path, litert_torch_env):
     from edge_isp.converters.layout_guard import find_collisions
-    from edge_isp.converters.pipeline import ConvertOptions, choose_route, convert
+    from edge_isp.converters.pipeline import ConvertOptions, convert
+    from edge_isp.converters.tflite_build import choose_route
     from edge_isp.runtimes import open_bundle
 
     assert find_collisions(_ctx(tmp_path, "cpu-fp32", "auto", (128, 128)).onnx_path)   # onnx2tf's trap

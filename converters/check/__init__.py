@@ -19,7 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge_isp.converters.check.formats import check_onnx, check_openvino, check_tflite, describe, read_onnx
+from edge_isp.converters.artifact_formats import format_of_file, get_format
+from edge_isp.converters.check.formats import (
+    check_onnx,
+    check_openvino,
+    check_tflite,
+    describe,
+    read_onnx,
+)
 from edge_isp.converters.check.levels import LevelContext, find_device, resolve_level
 from edge_isp.converters.check.report import (
     REQUIRE_LEVELS,
@@ -35,10 +42,8 @@ from edge_isp.converters.check.report import (
 from edge_isp.converters.check.rules import CHECK_FUNCTIONS, OpContext, decide
 from edge_isp.converters.support import load_table
 from edge_isp.converters.tflite_reader import read_tflite
+
 from edge_isp.errors import InputError
-
-_FORMAT_SUFFIX = {".tflite": "tflite", ".xml": "openvino", ".onnx": "onnx"}
-
 
 # ----------------------------------------------------------------------------- entry points
 
@@ -53,7 +58,7 @@ def _resolve_artifact(path: Path, target: str | None) -> tuple[Path, str, str | 
         return bundle.model_file, fmt, target or bundle.target, bundle.manifest
     if not path.exists():
         raise InputError(f"{path} does not exist; pass a .tflite / .xml / .onnx model or a bundle folder")
-    fmt = _FORMAT_SUFFIX.get(path.suffix.lower())
+    fmt = format_of_file(path.suffix)
     if fmt is None:
         head = path.read_bytes()[:8]
         fmt = "tflite" if head[4:8] == b"TFL3" else None
@@ -63,28 +68,16 @@ def _resolve_artifact(path: Path, target: str | None) -> tuple[Path, str, str | 
     return path, fmt, target, None
 
 
-# Targets whose vendor compiler decides the placement, not a static table: format ->
-# (module in edge_isp.converters with a ``vendor_check``, model formats it reads, the key of
-# the manifest's "npu" section naming the SoC it compiled for; None: one per target).
-VENDOR_CHECKS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
-    "vela": ("vela", ("vela", "tflite"), None),
-    "litert-aot": ("litert_aot", ("litert-aot", "tflite"), "soc"),
-    "rknn": ("rknn", ("rknn", "onnx"), "platform"),
-}
-
-
 def _vendor_check(tgt: Any, model_file: Path, fmt: str, manifest: dict[str, Any] | None,
                   platform: str | None) -> CheckReport:
     """The vendor compiler's report (a bundle's own when it is for this target and SoC, else
     the compiler run again), next to the static table's verdict for the same ops."""
-    import importlib
-
-    module, _, soc_key = VENDOR_CHECKS[tgt.format]
+    entry = get_format(tgt.format)
+    soc_key = entry.vendor_check.soc_key
     npu = (manifest or {}).get("npu")
     reuse = bool(npu) and manifest["target"].get("name") == tgt.name and (
         platform is None or soc_key is None or platform.lower() == str(npu.get(soc_key, "")).lower())
-    vendor = importlib.import_module(f"edge_isp.converters.{module}")
-    report, static_file = vendor.vendor_check(Path(model_file), fmt, tgt.name, npu if reuse else None, platform)
+    report, static_file = entry.load().vendor_check(Path(model_file), fmt, tgt.name, npu if reuse else None, platform)
     return compare_with_table(report, static_report(static_file, tgt.name)) if static_file.is_file() else report
 
 
@@ -103,7 +96,8 @@ def check_bundle(path: Path, target: str | None = None, api_level: int | str | N
         raise InputError(f"{path} is a bare model file: say which target to check it for with --target "
                          "(e.g. --target nnapi-int8)")
     tgt = get_target(target_name)
-    if tgt.format in VENDOR_CHECKS and fmt in VENDOR_CHECKS[tgt.format][1]:
+    vendor = get_format(tgt.format).vendor_check
+    if vendor is not None and fmt in vendor.reads:
         return _vendor_check(tgt, model_file, fmt, _manifest, platform)
     if tgt.format != fmt:
         raise InputError(f"target {tgt.name} is for {tgt.format} models but {model_file.name} is {fmt}; "
@@ -169,7 +163,7 @@ def check_artifact(model_file: Path, target_name: str, **kwargs: Any) -> CheckRe
     return check_bundle(Path(model_file), target=target_name, **kwargs)
 
 
-__all__ = ["CHECK_FUNCTIONS", "REQUIRE_LEVELS", "VENDOR_CHECKS", "VERDICTS", "CheckReport", "DelegationError",
+__all__ = ["CHECK_FUNCTIONS", "REQUIRE_LEVELS", "VERDICTS", "CheckReport", "DelegationError",
            "LevelContext", "OpContext", "OpResult", "Partition", "apply_partitions", "check_artifact", "check_bundle",
            "check_onnx", "check_openvino", "check_tflite", "compare_with_table", "decide", "describe", "find_device",
            "partition_graph", "read_onnx", "require_delegation", "resolve_level", "static_report"]

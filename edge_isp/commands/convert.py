@@ -8,7 +8,14 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from edge_isp.commands._common import JsonFlag, err, out, parse_hw, parse_options, print_json
+from edge_isp.commands._common import (
+    JsonFlag,
+    err,
+    out,
+    parse_hw,
+    parse_options,
+    print_json,
+)
 from edge_isp.errors import InputError
 
 app = typer.Typer()
@@ -48,8 +55,9 @@ def convert(
 ) -> None:
     """Convert a model for a target, verify it against PyTorch, and write a bundle."""
     from edge_isp.converters.estimates import record_estimates
-    from edge_isp.converters.pipeline import RANDOM_WEIGHTS_WARNING, ConvertOptions
     from edge_isp.converters.pipeline import convert as run_convert
+    from edge_isp.converters.stages import ConvertOptions
+    from edge_isp.models.pretrained import RANDOM_WEIGHTS_WARNING
     from edge_isp.tile_planner import parse_memory
 
     if io_dtype not in (None, "int8", "uint8"):

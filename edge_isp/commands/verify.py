@@ -82,11 +82,11 @@ def verify(
     bars = default_bars(min_psnr, min_tile_psnr, max_seam)
     if bundle is not None:
         # An INT8 bundle is judged as convert --verify-photo judges it: the target's own bar.
-        from edge_isp.converters.pipeline import photo_bars
+        from edge_isp.whole_photo import bars_for_target
         from edge_isp.converters.targets import get_target
 
         asked = {"min_psnr_db": min_psnr, "min_worst_tile_psnr_db": min_tile_psnr, "max_seam_score": max_seam}
-        bars = {k: (asked[k] if asked[k] is not None else v) for k, v in photo_bars(get_target(subject.target)).items()}
+        bars = {k: (asked[k] if asked[k] is not None else v) for k, v in bars_for_target(get_target(subject.target)).items()}
     with err.status("verifying") as status:
         report = verify_photos(subject, reference, photos, out_dir=output_dir, raw_layout=layout, overlap=overlap,
                                two_pass=two_pass, bars=bars, block=block, untiled_subject=untiled_subject,

@@ -10,7 +10,8 @@ from edge_isp.models._registry import (
     model_options,
     params_of,
     register_model,
+    resolve_input_size,
 )
 
 __all__ = ["ModelInfo", "check_options", "count_params", "create", "list_models", "model_info", "model_options",
-           "params_of", "register_model"]
+           "params_of", "register_model", "resolve_input_size"]

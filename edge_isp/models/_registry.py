@@ -134,3 +134,22 @@ def params_of(name: str, **options: Any) -> int:
     torch = require("torch", f"building model {name!r}")
     with torch.device("meta"):
         return count_params(info.builder(**{**info.default_options, **options}))
+
+
+def resolve_input_size(model: str, input_size: tuple[int, int] | None) -> tuple[int, int]:
+    """The RAW mosaic (H, W) to run ``model`` at (default: its own), checked against what its
+    graph needs (multiples of its downsampling, a minimum size)."""
+    info = model_info(model)
+    h, w = input_size or info.default_input_size
+    step = 2 * info.input_multiple
+    if h <= 0 or w <= 0 or h % step or w % step:
+        raise InputError(
+            f"input size {h}x{w} does not suit {model}: the RAW mosaic's height and width must be "
+            f"multiples of {step} (e.g. {max(step, h // step * step)}x{max(step, w // step * step)})"
+        )
+    if min(h, w) // 2 < info.min_packed_size:
+        raise InputError(
+            f"input size {h}x{w} is too small for {model}: it needs at least "
+            f"{2 * info.min_packed_size} px a side of RAW mosaic"
+        )
+    return h, w

@@ -6,7 +6,7 @@
 
 This module is the one place the default model is defined: every command that runs "the
 default model" (convert, process, bench, eval, verify) takes it from here, through
-:func:`edge_isp.runtimes.subject.open_subject` or ``converters.pipeline.with_default_model``.
+:func:`edge_isp.runtimes.subject.open_subject` or ``with_default_model`` (convert's options).
 
 How it was trained, on what, and how good it is: ``edge_isp/assets/DEFAULT_MODEL.md``
 (``default_card()``); reproduce it with ``scripts/train_default.sh``.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -135,5 +136,37 @@ def export_weights(checkpoint: Path, target: Path) -> Path:
     return Path(target)
 
 
-__all__ = ["DEFAULT", "DEFAULT_MODEL", "PACKAGED_WEIGHTS", "PretrainedSpec", "default_card", "default_weights_path",
-           "export_weights", "load_default", "load_pretrained", "packaged_weights_for"]
+
+
+def with_default_model(opts: Any) -> Any:
+    """Fill in the packaged default model (name, options, trained weights) when none is given,
+    and resolve ``--weights default`` to the packaged file (its model only)."""
+    spec = DEFAULT
+    if opts.weights is not None and str(opts.weights) == PACKAGED_WEIGHTS:
+        return dataclasses.replace(opts, model=spec.name, model_options={**spec.options, **opts.model_options},
+                                   weights=packaged_weights_for(opts.model, spec))
+    if opts.model is not None:
+        return opts
+    return dataclasses.replace(opts, model=spec.name, model_options={**spec.options, **opts.model_options},
+                               weights=opts.weights or default_weights_path(spec))
+
+
+def weights_kind(weights: Path | None) -> str:
+    """What a bundle's weights are: 'packaged' (the shipped trained default), 'file', 'random'."""
+    if weights is None:
+        return "random"
+    try:
+        packaged = default_weights_path(DEFAULT).resolve()
+    except InputError:
+        packaged = None
+    return "packaged" if packaged is not None and Path(weights).resolve() == packaged else "file"
+
+
+RANDOM_WEIGHTS_WARNING = ("random weights (no --weights): the PSNR vs PyTorch, size, speed and delegation figures "
+                          "hold, the pictures do not; pass --weights PATH (or --weights default for the packaged "
+                          "model)")
+
+
+__all__ = ["DEFAULT", "DEFAULT_MODEL", "PACKAGED_WEIGHTS", "RANDOM_WEIGHTS_WARNING", "PretrainedSpec", "default_card",
+           "default_weights_path", "export_weights", "load_default", "load_pretrained", "packaged_weights_for",
+           "weights_kind", "with_default_model"]
