@@ -57,3 +57,38 @@ def config(tmp_path, monkeypatch):
     """A private edge-isp config folder (ADB keys, remembered binaries) for one test."""
     monkeypatch.setenv("EDGE_ISP_CONFIG_DIR", str(tmp_path / "config"))
     return tmp_path / "config"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _conversion_log():
+    """With EDGE_ISP_TEST_CONVERT_LOG=FILE, one JSON line per conversion the suite makes (test,
+    model, target, size, seconds): how the suite finds conversions it makes twice."""
+    path = os.environ.get("EDGE_ISP_TEST_CONVERT_LOG")
+    if not path:
+        yield
+        return
+    import json
+    import time
+
+    from edge_isp.converters import pipeline
+
+    real = pipeline.convert
+
+    def logged(opts, *args, **kwargs):
+        t0 = time.perf_counter()
+        ok = False
+        try:
+            result = real(opts, *args, **kwargs)
+            ok = True
+            return result
+        finally:
+            row = {"test": os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0], "model": opts.model,
+                   "target": opts.target, "size": opts.input_size, "tiling": opts.tiling, "route": opts.route,
+                   "fit": opts.fit, "keep_float": opts.keep_float, "calib": opts.calib_samples,
+                   "verify": opts.verify_samples, "ok": ok, "s": round(time.perf_counter() - t0, 1)}
+            with open(path, "a") as f:
+                f.write(json.dumps(row, default=str) + "\n")
+
+    pipeline.convert = logged
+    yield
+    pipeline.convert = real

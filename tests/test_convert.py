@@ -13,7 +13,8 @@ import pytest
 
 from edge_isp.converters import get_target, list_targets
 from edge_isp.converters.bundle import load_bundle
-from edge_isp.converters.pipeline import ConvertOptions, convert
+from edge_isp.converters import pipeline
+from edge_isp.converters.pipeline import ConvertOptions
 from edge_isp.errors import BundleError, InputError, UnknownNameError, VerificationError
 
 pytestmark = pytest.mark.slow
@@ -32,7 +33,7 @@ class BundleCache:
         key = (model, target, tuple(sorted((k, str(v)) for k, v in kw.items())))
         if key not in self._done:
             out = self.root / f"{model}_{target}_{len(self._done)}"
-            self._done[key] = convert(ConvertOptions(tiling="blended", model=model, target=target, input_size=kw.pop("input_size", SIZE),
+            self._done[key] = pipeline.convert(ConvertOptions(tiling="blended", model=model, target=target, input_size=kw.pop("input_size", SIZE),
                                                      output=out, **kw))
         return self._done[key]
 
@@ -114,7 +115,7 @@ def test_uint8_io_target(bundles):
 def test_plain_int8_of_instance_norm_is_refused_with_advice(tmp_path):
     """INT8 wrecks InstanceNorm: the pipeline must refuse to ship it, and say what to do."""
     with pytest.raises(VerificationError, match="keep-float norm"):
-        convert(ConvertOptions(tiling="blended", model=MODEL, target="cpu-int8", input_size=SIZE, output=tmp_path / "x"))
+        pipeline.convert(ConvertOptions(tiling="blended", model=MODEL, target="cpu-int8", input_size=SIZE, output=tmp_path / "x"))
     assert not (tmp_path / "x").exists()
 
 
@@ -155,7 +156,7 @@ def test_calibration_from_folder_holds_out_files(tmp_path, shared_raw):
     calib.mkdir()
     shutil.copy(shared_raw / "halide_bayer_small_grbg.png", calib / "a.png")
     shutil.copy(shared_raw / "halide_bayer_small_grbg.png", calib / "b.png")
-    result = convert(ConvertOptions(tiling="blended", model="microisp", target="openvino-int8", input_size=(192, 192),
+    result = pipeline.convert(ConvertOptions(tiling="blended", model="microisp", target="openvino-int8", input_size=(192, 192),
                                     calib_dir=calib, calib_samples=4, verify_samples=2,
                                     raw_layout={"cfa": "GRBG", "black_level": 25, "white_level": 1023},
                                     output=tmp_path / "b"))
@@ -167,7 +168,7 @@ def test_calibration_from_folder_holds_out_files(tmp_path, shared_raw):
 def test_failed_verification_writes_nothing(tmp_path):
     out = tmp_path / "never"
     with pytest.raises(VerificationError, match="dB PSNR"):
-        convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", input_size=(192, 192),
+        pipeline.convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", input_size=(192, 192),
                                min_psnr_db=1000, output=out))
     assert not out.exists() and not any(tmp_path.iterdir())
 
@@ -176,12 +177,12 @@ def test_existing_bundle_is_replaced_only_with_overwrite(tmp_path):
     from edge_isp.errors import OutputError
 
     out = tmp_path / "b"
-    convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", input_size=(192, 192), output=out))
+    pipeline.convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", input_size=(192, 192), output=out))
     first = (out / "manifest.json").read_bytes()
     with pytest.raises(OutputError, match="--overwrite"):
-        convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", input_size=(192, 192), output=out, seed=1))
+        pipeline.convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", input_size=(192, 192), output=out, seed=1))
     assert (out / "manifest.json").read_bytes() == first
-    convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", input_size=(192, 192), output=out, seed=1,
+    pipeline.convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", input_size=(192, 192), output=out, seed=1,
                            overwrite=True))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["weights"] == "init(seed=1)"
@@ -195,20 +196,20 @@ def test_overwrite_never_replaces_a_folder_that_is_not_a_bundle(tmp_path):
     out.mkdir()
     (out / "photo.cr2").write_bytes(b"raw bytes of a photo")
     with pytest.raises(OutputError, match="not an edge-isp bundle"):
-        convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", input_size=(192, 192), output=out,
+        pipeline.convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", input_size=(192, 192), output=out,
                                overwrite=True))
     assert [p.name for p in out.iterdir()] == ["photo.cr2"]
 
 
 def test_keep_float_must_name_ops_of_the_graph(tmp_path):
     with pytest.raises(InputError, match="has no normalisation layers"):
-        convert(ConvertOptions(tiling="blended", model="pynet-v2-mobile-nonorm", target="cpu-int8", input_size=SIZE,
+        pipeline.convert(ConvertOptions(tiling="blended", model="pynet-v2-mobile-nonorm", target="cpu-int8", input_size=SIZE,
                                keep_float=("norm",), output=tmp_path / "x"))
     with pytest.raises(InputError, match="no SOFTMAX op"):
-        convert(ConvertOptions(tiling="blended", model="pynet-v2-mobile-nonorm", target="cpu-int8", input_size=SIZE,
+        pipeline.convert(ConvertOptions(tiling="blended", model="pynet-v2-mobile-nonorm", target="cpu-int8", input_size=SIZE,
                                keep_float=("SOFTMAX",), output=tmp_path / "x"))
     with pytest.raises(InputError, match="no Softmax op"):
-        convert(ConvertOptions(tiling="blended", model="microisp", target="openvino-int8", input_size=(192, 192),
+        pipeline.convert(ConvertOptions(tiling="blended", model="microisp", target="openvino-int8", input_size=(192, 192),
                                keep_float=("Softmax",), output=tmp_path / "x"))
     assert not (tmp_path / "x").exists()
 
@@ -221,7 +222,7 @@ def test_keep_float_must_name_ops_of_the_graph(tmp_path):
 ])
 def test_bad_options_fail_clearly(tmp_path, opts, error, words):
     with pytest.raises(error, match=words):
-        convert(ConvertOptions(**{"tiling": "blended", "model": MODEL, "target": "onnx-fp32", "output": tmp_path / "x", **opts}))
+        pipeline.convert(ConvertOptions(**{"tiling": "blended", "model": MODEL, "target": "onnx-fp32", "output": tmp_path / "x", **opts}))
     assert not (tmp_path / "x").exists()
 
 
@@ -230,7 +231,7 @@ def test_unreadable_calibration_file_fails_clearly(tmp_path):
     calib.mkdir()
     (calib / "broken.dng").write_bytes(b"not a dng at all")
     with pytest.raises(InputError, match="broken.dng"):
-        convert(ConvertOptions(tiling="blended", model="microisp", target="cpu-int8", input_size=(192, 192), calib_dir=calib,
+        pipeline.convert(ConvertOptions(tiling="blended", model="microisp", target="cpu-int8", input_size=(192, 192), calib_dir=calib,
                                output=tmp_path / "x"))
 
 
@@ -252,13 +253,13 @@ def test_bundles_say_which_weights_they_carry(tmp_path):
     import subprocess
     import sys
 
-    random = convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", input_size=(192, 192), output=tmp_path / "r"))
+    random = pipeline.convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", input_size=(192, 192), output=tmp_path / "r"))
     assert random.manifest["model"]["weights_kind"] == "random"
-    packaged = convert(ConvertOptions(tiling="blended", target="onnx-fp32", weights=Path("default"), output=tmp_path / "p"))
+    packaged = pipeline.convert(ConvertOptions(tiling="blended", target="onnx-fp32", weights=Path("default"), output=tmp_path / "p"))
     assert packaged.manifest["model"]["weights_kind"] == "packaged"
     assert packaged.manifest["model"]["name"] == "pynet-v2-mobile-nonorm"
     with pytest.raises(InputError, match="no packaged weights"):
-        convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", weights=Path("default"), output=tmp_path / "x"))
+        pipeline.convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", weights=Path("default"), output=tmp_path / "x"))
     proc = subprocess.run([sys.executable, "-m", "edge_isp.cli", "convert", "microisp", "--target", "onnx-fp32",
                            "--input-size", "192x192", "-o", str(tmp_path / "cli")], capture_output=True, text=True,
                           timeout=600)
