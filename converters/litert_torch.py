@@ -103,7 +103,7 @@ def _bilinear2x_as_nearest_conv(x: Any) -> Any:
     for dim in (2, 3):
         up = torch.cat([_row(up, dim, 0), up, _row(up, dim, up.shape[dim] - 1)], dim=dim)
     # The outer product of fit's taps, from factory ops (a torch.tensor literal is not exportable here).
-    from edge_isp.converters.fit import BILINEAR_ON_NEAREST as taps
+    from edge_isp.converters.fit_nodes import BILINEAR_ON_NEAREST as taps
 
     c = x.shape[1]
     rows = [torch.cat([torch.full((c, 1, 1, 1), a * b, dtype=x.dtype) for b in taps], dim=3) for a in taps]
