@@ -102,8 +102,8 @@ def reference_net_for_bundle(manifest: dict[str, Any], weights: Path | None = No
         load_weights(net, path)
     want = model.get("weights_sha256")
     if want and weights_sha256(net) != want:
-        raise InputError(f"the weights for the reference do not match the bundle's (weights_sha256 differs); "
-                         f"pass the checkpoint it was converted from with --weights")
+        raise InputError("the weights for the reference do not match the bundle's (weights_sha256 differs); "
+                         "pass the checkpoint it was converted from with --weights")
     return net.eval()
 
 
@@ -164,7 +164,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     import torch
 
-    from edge_isp.metrics import ssim_torch
+    from edge_isp.metrics_torch import ssim_torch
 
     ta = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
     tb = torch.from_numpy(np.ascontiguousarray(b.transpose(2, 0, 1)))[None]

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from edge_isp import metrics
+from edge_isp import metrics, metrics_torch
 from edge_isp.errors import EdgeIspError, InputError
 
 torch = pytest.importorskip("torch")
@@ -241,7 +241,7 @@ def test_odd_sides_repeat_last_row_and_column_before_pooling() -> None:
     padded = np.pad(image, ((0, 0), (0, 1), (0, 1), (0, 0)), mode="edge")
     expected = padded.reshape(1, 2, 2, 3, 2, 1).mean(axis=(2, 4))
     np.testing.assert_array_equal(pooled, expected)
-    pooled_torch = metrics._downsample2_torch(_nchw(image))
+    pooled_torch = metrics_torch._downsample2_torch(_nchw(image))
     np.testing.assert_array_equal(pooled_torch.numpy().transpose(0, 2, 3, 1), expected)
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_isp.errors import InputError
-from edge_isp.metrics import ms_ssim_loss, ssim_loss
+from edge_isp.metrics_torch import ms_ssim_loss, ssim_loss
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

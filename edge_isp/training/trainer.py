@@ -188,7 +188,7 @@ class _Plateau:
 def validate(model: torch.nn.Module, pairs: list[tuple[str, torch.Tensor, torch.Tensor]],
              device: torch.device) -> dict[str, float]:
     """Mean PSNR / SSIM of ``model`` over validation pairs (one image at a time)."""
-    from edge_isp.metrics import psnr_torch, ssim_torch
+    from edge_isp.metrics_torch import psnr_torch, ssim_torch
 
     was_training = model.training
     model.eval()
