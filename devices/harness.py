@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_isp.converters.bundle import Bundle, file_sha256, stats_files
+from edge_isp.converters.bundle import Bundle, stats_files
 from edge_isp.devices.benchmark import (
     BenchmarkOutput,
     BenchOptions,
@@ -28,9 +28,10 @@ from edge_isp.devices.benchmark import (
     parse_benchmark_output,
     target_delegate,
 )
-from edge_isp.devices.config import cached_binary, remember_binary
+from edge_isp.devices.config import remember_binary
+from edge_isp.devices.device_runner import Runner, push_if_changed, setup_runner
 from edge_isp.devices.discovery import ConnectedDevice
-from edge_isp.devices.errors import BenchmarkBinaryError, DeviceCommandError, DeviceDisconnectedError, DeviceError
+from edge_isp.devices.errors import DeviceCommandError, DeviceDisconnectedError, DeviceError
 from edge_isp.devices.power import (
     CHARGING,
     CPUFREQ,
@@ -44,32 +45,6 @@ from edge_isp.devices.power import (
     sampler_functions,
 )
 from edge_isp.devices.transport import Progress, one_line, quote
-from edge_isp.errors import InputError
-
-RUNNER_SCRIPT = Path(__file__).with_name("litert_runner.py")
-
-# ELF e_machine values and the ABI names devices report for them.
-_ELF_MACHINE = {183: "aarch64", 40: "arm", 62: "x86_64", 3: "x86", 243: "riscv64"}
-_ABI_FAMILY = {"arm64-v8a": "aarch64", "aarch64": "aarch64", "arm64": "aarch64", "armeabi-v7a": "arm",
-               "armeabi": "arm", "armv7l": "arm", "armv8l": "arm", "x86_64": "x86_64", "amd64": "x86_64",
-               "x86": "x86", "i686": "x86", "riscv64": "riscv64"}
-
-
-def abi_family(abi: str) -> str:
-    return _ABI_FAMILY.get(abi.strip().lower(), abi.strip().lower())
-
-
-def binary_abi(path: Path) -> str:
-    """The ABI family of a local executable: ELF e_machine, or 'script' for #! files."""
-    head = Path(path).read_bytes()[:20]
-    if head.startswith(b"#!"):
-        return "script"
-    if head[:4] != b"\x7fELF" or len(head) < 20:
-        raise BenchmarkBinaryError(f"{path} is neither an ELF executable nor a script; pass LiteRT's benchmark_model")
-    little = head[5] == 1
-    machine = int.from_bytes(head[18:20], "little" if little else "big")
-    return _ELF_MACHINE.get(machine, f"elf-machine-{machine}")
-
 
 @dataclass(frozen=True)
 class CheckedBundle:
@@ -90,31 +65,6 @@ def check_bundle(path: Path) -> CheckedBundle:
     sha = verify_bundle_files(bundle)
     get_target(bundle.target)                              # an unknown target: refused now, not mid-way
     return CheckedBundle(bundle, sha)
-
-
-@dataclass(frozen=True)
-class Runner:
-    """What runs the model on the device, and why that one (reported with every result)."""
-
-    runtime: str             # benchmark_model | python-litert | python-tflite-runtime | python-openvino
-    prefix: str              # the device command the benchmark flags are appended to
-    source: str              # --benchmark-binary | remembered | --python | default
-    path: str                # the local benchmark_model, or the board's Python command
-    family: str = ""         # the device's ABI family (where a binary is remembered)
-
-    def label(self, runtime: str | None = None) -> str:
-        return f"{runtime or self.runtime} ({self.path}, {self.source})"
-
-
-def _python_command(py: str) -> str:
-    """The board's Python as shell words, each quoted: options allowed, shell syntax not."""
-    try:
-        words = shlex.split(py)
-    except ValueError as exc:
-        raise InputError(f"--python {py!r} cannot be split into words ({exc})") from exc
-    if not words:
-        raise InputError("--python is empty; name the Python on the board, e.g. python3")
-    return shlex.join(words)
 
 
 @dataclass(frozen=True)
@@ -192,86 +142,10 @@ class Harness:
     # -- setup ---------------------------------------------------------------------
     def prepare(self, progress: Progress | None = None) -> None:
         self.t.check(f"mkdir -p {quote(self.workdir)}/models", what=f"creating {self.workdir} on the device")
-        self._runner = self._setup_runner(progress)
+        self._runner = setup_runner(self.dev, self.workdir, self.opts, progress, self.log)
         self.log(f"runner: {self._runner.label()}")
         self._power = find_power_source(self.t, self.dev.profile, self.opts.power_source)
         self.log(f"power source: {self._power.kind} ({self._power.description})")
-
-    def _push_if_changed(self, local: Path, remote: str, progress: Progress | None, sha: str | None = None) -> bool:
-        sha = sha or file_sha256(local)
-        st = self.t.stat(remote)
-        if st is not None and st.size == local.stat().st_size:
-            res = self.t.run(f"cat {quote(remote + '.sha256')} 2>/dev/null")
-            if res.ok and res.stdout.strip() == sha:
-                return False
-        self.t.push(local, remote, progress=progress)
-        self.t.check(f"printf '%s\\n' {quote(sha)} > {quote(remote + '.sha256')}")
-        return True
-
-    def _choose_binary(self, family: str) -> tuple[Path | None, str]:
-        """(benchmark_model, why) or (None, why python): an explicit flag beats the remembered binary."""
-        opts = self.opts
-        if opts.runner == "auto" and opts.benchmark_binary is not None and opts.python is not None:
-            raise InputError("--benchmark-binary and --python name two different runners; pass one of them, "
-                             "or pick with --runner benchmark_model|python")
-        if opts.runner == "python" or (opts.runner == "auto" and opts.python is not None):
-            return None, "--python" if opts.python is not None else "default"
-        if opts.benchmark_binary is not None:
-            if not Path(opts.benchmark_binary).is_file():
-                raise BenchmarkBinaryError(f"benchmark binary {opts.benchmark_binary} does not exist")
-            return Path(opts.benchmark_binary), "--benchmark-binary"
-        remembered = cached_binary(family)
-        if remembered is not None and remembered.is_file():
-            return remembered, "remembered"
-        return None, "default"
-
-    def _setup_runner(self, progress: Progress | None) -> Runner:
-        info = self.dev.info
-        family = abi_family(info.abi)
-        binary, source = self._choose_binary(family)
-        if binary is not None:
-            return self._setup_binary(binary, source, family, progress)
-        if self.opts.runner == "benchmark_model" or (info.os == "android" and self.opts.runner == "auto"
-                                                      and source == "default"):
-            raise BenchmarkBinaryError(
-                f"no benchmark_model for {family} known yet: download LiteRT's benchmark_model for "
-                f"{'android_' if info.os == 'android' else 'linux_'}{family} and pass it once with "
-                "--benchmark-binary PATH (edge-isp remembers it per ABI once it has run)")
-        return self._setup_python(source)
-
-    def _setup_binary(self, binary: Path, source: str, family: str, progress: Progress | None) -> Runner:
-        info = self.dev.info
-        kind = binary_abi(binary)
-        if kind not in ("script", family):
-            raise BenchmarkBinaryError(
-                f"{binary} ({source}) is built for {kind} but {info.label} is {info.abi or 'unknown'} ({family}); "
-                f"download LiteRT's benchmark_model for {'android_' if info.os == 'android' else 'linux_'}"
-                f"{'aarch64' if family == 'aarch64' else family}")
-        if kind == "script":
-            self.log(f"{binary} is a script, not an ELF binary: ABI not checked")
-        remote = f"{self.workdir}/benchmark_model"
-        if self._push_if_changed(binary, remote, progress):
-            self.log(f"pushed {binary.name} to {remote}")
-        self.t.check(f"chmod 755 {quote(remote)}")
-        # exec: the backgrounded job's pid is the benchmark's own (its VmHWM is sampled)
-        prefix = (f"cd {quote(self.workdir)} && export LD_LIBRARY_PATH={quote(self.workdir)} && "
-                  "exec ./benchmark_model")
-        return Runner("benchmark_model", prefix, source, str(binary.resolve()), family)
-
-    def _setup_python(self, source: str) -> Runner:
-        info = self.dev.info
-        py = _python_command(self.opts.python or "python3")
-        probe = self.t.run(f"{py} -c 'import ai_edge_litert' 2>/dev/null && echo litert || "
-                           f"{{ {py} -c 'import tflite_runtime' 2>/dev/null && echo tflite-runtime; }} || "
-                           f"{{ {py} -c 'import openvino' 2>/dev/null && echo openvino; }}")
-        engine = probe.stdout.strip().splitlines()[-1] if probe.stdout.strip() else ""
-        if not engine:
-            raise BenchmarkBinaryError(
-                f"{info.label} has neither a known benchmark_model nor {py} with ai-edge-litert / tflite-runtime / "
-                "openvino; pass --benchmark-binary (LiteRT linux_aarch64 build) or 'pip install ai-edge-litert' there")
-        remote = f"{self.workdir}/litert_runner.py"
-        self._push_if_changed(RUNNER_SCRIPT, remote, None)
-        return Runner(f"python-{engine}", f"cd {quote(self.workdir)} && exec {py} {quote(remote)}", source, py)
 
     def _ran(self, runner: Runner) -> None:
         """Remember a --benchmark-binary only now that it has produced figures."""
@@ -335,11 +209,11 @@ class Harness:
         remote_dir = f"{self.workdir}/models/{sha[:12]}"        # content-addressed: pushed once
         remote_model = f"{remote_dir}/{bundle.model_file.name}"
         self.t.check(f"mkdir -p {quote(remote_dir)}")
-        if self._push_if_changed(bundle.model_file, remote_model, progress, sha=sha):
+        if push_if_changed(self.t, bundle.model_file, remote_model, progress, sha=sha):
             self.log(f"pushed {bundle.model_file.name} ({bundle.model_file.stat().st_size / 1e6:.2f} MB)")
         stats_names = stats_files(manifest)          # a two-pass bundle's statistics part (checked names)
         for name in [*manifest["artifact"].get("extra_files", []), *stats_names]:   # e.g. OpenVINO .bin weights
-            self._push_if_changed(bundle.path / name, f"{remote_dir}/{name}", progress)
+            push_if_changed(self.t, bundle.path / name, f"{remote_dir}/{name}", progress)
         delegate = target_delegate(target.delegate)
         what = f"{model_name} ({bundle.target}, {delegate})"
         self.log(f"running {what} on {self.dev.info.label}")

@@ -186,7 +186,7 @@ def test_exit_marker_and_shell_v2_framing():
     wrapped, token = with_exit_marker("exit 3")
     assert wrapped.startswith("(\nexit 3\n)") and token in wrapped
     assert split_exit_marker(f"a\r\nb\r\n\r\n{token}3\r\n", token) == ("a\nb\n", 3)
-    assert split_exit_marker(f"partial output", token) == ("partial output", None)
+    assert split_exit_marker("partial output", token) == ("partial output", None)
     frames = b"".join(bytes([k]) + struct.pack("<I", len(d)) + d for k, d in ((1, b"out"), (2, b"err"), (3, b"\x07")))
     assert decode_shell_v2(frames) == (b"out", b"err", 7)
     banner = b"device::ro.product.model=Pixel 7;features=cmd,shell_v2,stat_v2"
@@ -196,7 +196,7 @@ def test_exit_marker_and_shell_v2_framing():
 
 def test_binary_abi_check(tmp_path):
     from edge_isp.devices.errors import BenchmarkBinaryError
-    from edge_isp.devices.harness import abi_family, binary_abi
+    from edge_isp.devices.device_runner import abi_family, binary_abi
 
     elf = bytearray(64)
     elf[:4] = b"\x7fELF"
