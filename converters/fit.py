@@ -65,6 +65,15 @@ numeric cost is measured by the usual verification against PyTorch. Choices:
     (the default of nnapi-fp16, whose default level is API 29). The filter weights 1/16,
     1/8, 1/4 are exact in float16.
 
+``resize_align_corners_as_gather=True`` (exact up to float rounding)
+    A bilinear resize with ``align_corners=True`` (the PyNET / PyNET-CA port's x2 upsamplers)
+    has weights that change along the image (output row j reads rows floor(s) and floor(s)+1
+    of the input, s = j (n-1)/(m-1)), so no fixed filter reproduces it. Per axis it is two
+    GATHERs of the neighbouring rows with constant indices, each scaled by a constant per-row
+    weight (MUL with broadcasting) and added: TFLite GATHER (NNAPI API 29), MUL and ADD
+    (API 27), where RESIZE_BILINEAR with align_corners needs API 30. The default of
+    nnapi-fp16 (API 29); any scale, not only 2x.
+
 ``padding="zero"`` (changes the function; a model option, not an ONNX rewrite)
     Reflect padding becomes MIRROR_PAD (NNAPI feature level 7 only); zero padding becomes
     PAD (API 28+) or folds into the conv. pynet-v2-mobile has it as a model option
@@ -87,7 +96,13 @@ from typing import Any
 
 from edge_isp._deps import require
 from edge_isp.converters.fit_nodes import BILINEAR_ON_NEAREST as BILINEAR_ON_NEAREST
-from edge_isp.converters.fit_nodes import reflect_pad_nodes, resize2x_nearest_nodes, resize2x_nodes, rewrite_nodes
+from edge_isp.converters.fit_nodes import (
+    align_corners_resize_nodes,
+    reflect_pad_nodes,
+    resize2x_nearest_nodes,
+    resize2x_nodes,
+    rewrite_nodes,
+)
 from edge_isp.errors import ConversionError, InputError
 
 # Per-channel ops that may sit between the Conv and the DepthToSpace.
@@ -105,6 +120,7 @@ class FitOptions:
     resize_as_depth_to_space: bool = False
     rsqrt_in_float: bool = False
     resize_as_nearest_conv: bool = False
+    resize_align_corners_as_gather: bool = False
 
     def __post_init__(self) -> None:
         if self.pixel_shuffle not in PIXEL_SHUFFLE_FORMS:
@@ -126,7 +142,7 @@ class FitOptions:
             if key not in known:
                 raise InputError(f"unknown fit option {key!r}; known: {', '.join(sorted(known))}")
         for key in ("drop_noop_pads", "split_as_slice", "reflect_pad_as_slices", "resize_as_depth_to_space",
-                    "rsqrt_in_float", "resize_as_nearest_conv"):
+                    "rsqrt_in_float", "resize_as_nearest_conv", "resize_align_corners_as_gather"):
             if key in pairs and not isinstance(pairs[key], bool):
                 raise InputError(f"fit option {key} must be true or false")
         return cls(**pairs)
@@ -256,6 +272,8 @@ def rewrite_onnx(path: Path, options: FitOptions) -> dict[str, int]:
         changed["resizes_as_depth_to_space"] = rewrite_nodes(proto, resize2x_nodes)
     if options.resize_as_nearest_conv:
         changed["resizes_as_nearest_conv"] = rewrite_nodes(proto, resize2x_nearest_nodes)
+    if options.resize_align_corners_as_gather:
+        changed["align_corners_resizes_as_gather"] = rewrite_nodes(proto, align_corners_resize_nodes)
 
     try:
         onnx.checker.check_model(proto, full_check=True)

@@ -158,5 +158,49 @@ def resize2x_nearest_nodes(node: Any, graph: Any, shapes: dict[str, list[int]], 
     return b.nodes
 
 
-__all__ = ["BILINEAR_ON_NEAREST", "NodeBuilder", "reflect_pad_nodes", "resize2x_nearest_nodes", "resize2x_nodes",
-           "rewrite_nodes"]
+def align_corners_taps(n: int, m: int) -> tuple[Any, Any, Any, Any]:
+    """Per output position j of an align-corners linear resize of n samples to m: the two source
+    indices (int32) and their weights (float32), computed as PyTorch does (float32 source
+    position j * (n-1)/(m-1); the right neighbour clamped at the last sample)."""
+    import numpy as np
+
+    scale = np.float32((n - 1) / (m - 1)) if m > 1 else np.float32(0.0)
+    src = np.arange(m, dtype=np.float32) * scale
+    i0 = np.minimum(src.astype(np.int32), n - 1)
+    i1 = np.minimum(i0 + 1, n - 1).astype(np.int32)
+    w1 = (src - i0.astype(np.float32)).astype(np.float32)
+    return i0, i1, (np.float32(1.0) - w1).astype(np.float32), w1
+
+
+def align_corners_resize_nodes(node: Any, graph: Any, shapes: dict[str, list[int]],
+                               inits: dict[str, Any]) -> list[Any] | None:
+    """Resize(linear, align_corners) on H and W -> per axis two Gathers of the neighbouring rows
+    (constant indices) weighted by constant per-row factors: Gather, Mul, Add only."""
+    import numpy as np
+
+    if node.op_type != "Resize" or _attr(node, "mode", "nearest") != "linear" \
+            or _attr(node, "coordinate_transformation_mode", "half_pixel") != "align_corners":
+        return None
+    shape, out_shape = shapes.get(node.input[0]), shapes.get(node.output[0])
+    if not (shape and out_shape and len(shape) == 4 and all(shape) and all(out_shape)
+            and out_shape[:2] == shape[:2]):
+        return None
+    axes = [axis for axis in (2, 3) if shape[axis] != out_shape[axis]]
+    if not axes:
+        return None
+    b = NodeBuilder(graph, node.name or node.output[0])
+    x = node.input[0]
+    for axis in axes:
+        i0, i1, w0, w1 = align_corners_taps(shape[axis], out_shape[axis])
+        bshape = [1, 1, 1, 1]
+        bshape[axis] = out_shape[axis]
+        g0 = b.op("Gather", [x, b.const(i0, np.int32)], axis=axis)
+        g1 = b.op("Gather", [x, b.const(i1, np.int32)], axis=axis)
+        x = b.op("Add", [b.op("Mul", [g0, b.const(w0.reshape(bshape), np.float32)]),
+                         b.op("Mul", [g1, b.const(w1.reshape(bshape), np.float32)])],
+                 node.output[0] if axis == axes[-1] else None)
+    return b.nodes
+
+
+__all__ = ["BILINEAR_ON_NEAREST", "NodeBuilder", "align_corners_resize_nodes", "align_corners_taps",
+           "reflect_pad_nodes", "resize2x_nearest_nodes", "resize2x_nodes", "rewrite_nodes"]

@@ -78,6 +78,9 @@ def apply_fits(source: TorchSource, fit: Any) -> tuple[TorchSource, dict[str, An
     if fit is not None and fit.resize_as_nearest_conv:
         module = _with_bilinear_as_nearest_conv(module)
         applied.append("resize_as_nearest_conv")
+    if fit is not None and fit.resize_align_corners_as_gather:
+        module = _with_interpolate(module, _align_corners_bilinear, _bilinear_align_corners_as_gather)
+        applied.append("resize_align_corners_as_gather")
     wanted = {k for k, v in (fit.to_dict() if fit is not None else {}).items() if v not in (False, "crd")}
     # Fits that are not graph rewrites here: the quantiser takes them (rsqrt_in_float).
     by_quantiser = {"rsqrt_in_float"} & wanted
@@ -124,6 +127,51 @@ def _bilinear_upsampling_2x(args: tuple[Any, ...], kw: dict[str, Any]) -> bool:
 def _with_bilinear_as_nearest_conv(inner: Any) -> Any:
     """``inner`` wrapped so the calls it makes to ``F.interpolate`` for half-pixel bilinear 2x
     run as ``_bilinear2x_as_nearest_conv`` while it runs (and so while torch.export traces it)."""
+    return _with_interpolate(inner, _bilinear_upsampling_2x,
+                             lambda args, kw: _bilinear2x_as_nearest_conv(args[0] if args else kw["input"]))
+
+
+def _align_corners_bilinear(args: tuple[Any, ...], kw: dict[str, Any]) -> bool:
+    x = args[0] if args else kw.get("input")
+    mode = kw.get("mode", args[3] if len(args) > 3 else "nearest")
+    corners = kw.get("align_corners", args[4] if len(args) > 4 else None)
+    return mode == "bilinear" and bool(corners) and getattr(x, "dim", lambda: 0)() == 4
+
+
+def _bilinear_align_corners_as_gather(args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+    """Bilinear align_corners=True as, per axis, two lookups of the neighbouring rows weighted by
+    constant per-row factors (the numbers of ``converters.fit``'s resize_align_corners_as_gather).
+    The lookups are ``F.embedding`` on the axis moved to the front: litert-torch lowers it to
+    EMBEDDING_LOOKUP (NNAPI API 27, float32), where index_select becomes GATHER_ND (no NNAPI)."""
+    torch = require("torch", "the litert-torch route")
+    f = torch.nn.functional
+    from edge_isp.converters.fit_nodes import align_corners_taps
+
+    x = args[0] if args else kw["input"]
+    size = kw.get("size", args[1] if len(args) > 1 else None)
+    scale = kw.get("scale_factor", args[2] if len(args) > 2 else None)
+    h, w = x.shape[2:]
+    if size is not None:
+        out = (size, size) if isinstance(size, int) else tuple(size)
+    else:
+        sh, sw = (scale, scale) if isinstance(scale, (int, float)) else tuple(scale)
+        out = (int(h * sh), int(w * sw))
+    for dim, n, m in ((2, h, out[0]), (3, w, out[1])):
+        if n == m:
+            continue
+        i0, i1, w0, w1 = align_corners_taps(int(n), int(m))
+        front = x.movedim(dim, 0)
+        rows = front.reshape(int(n), -1)
+        g0 = f.embedding(torch.as_tensor(i0.astype("int64")), rows)
+        g1 = f.embedding(torch.as_tensor(i1.astype("int64")), rows)
+        mixed = g0 * torch.as_tensor(w0).to(x.dtype)[:, None] + g1 * torch.as_tensor(w1).to(x.dtype)[:, None]
+        x = mixed.reshape(int(m), *front.shape[1:]).movedim(0, dim)
+    return x
+
+
+def _with_interpolate(inner: Any, matches: Any, replacement: Any) -> Any:
+    """``inner`` wrapped so its calls to ``F.interpolate`` that ``matches(args, kwargs)`` run as
+    ``replacement(args, kwargs)`` while it runs (and so while torch.export traces it)."""
     torch = require("torch", "the litert-torch route")
     from unittest import mock
 
@@ -131,8 +179,7 @@ def _with_bilinear_as_nearest_conv(inner: Any) -> Any:
     plain = f.interpolate
 
     def interpolate(*args: Any, **kw: Any) -> Any:
-        return _bilinear2x_as_nearest_conv(args[0] if args else kw["input"]) \
-            if _bilinear_upsampling_2x(args, kw) else plain(*args, **kw)
+        return replacement(args, kw) if matches(args, kw) else plain(*args, **kw)
 
     class Wrapped(torch.nn.Module):
         def __init__(self, module: Any) -> None:

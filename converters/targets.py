@@ -57,7 +57,8 @@ NNAPI_FIT = {**DELEGATE_FIT, "reflect_pad_as_slices": True}
 NNAPI_INT8_FIT = {**NNAPI_FIT, "split_as_slice": True}
 # Half-pixel RESIZE_BILINEAR needs API 30: targets whose default level is API 29 take the
 # nearest-neighbour + fixed-filter form (exact up to float rounding).
-NNAPI_FP16_FIT = {**NNAPI_FIT, "resize_as_nearest_conv": True}
+# align_corners=true (PyNET's upsamplers) needs API 30 too: per-axis row lookups instead (exact).
+NNAPI_FP16_FIT = {**NNAPI_FIT, "resize_as_nearest_conv": True, "resize_align_corners_as_gather": True}
 NNAPI_UINT8_FIT = {**NNAPI_INT8_FIT, "resize_as_nearest_conv": True}
 # The NNAPI delegate takes a float RSQRT between DEQUANTIZE/QUANTIZE from API 30 (quantized
 # RSQRT only from feature level 7); vendor NPU compilers may want integer-only graphs.

@@ -52,6 +52,86 @@ def test_reflect_pad_and_resize_rewrites_are_exact(tmp_path, pad, hw, resize_fit
                                    atol=1e-5)
 
 
+class _Corners(torch.nn.Module):
+    """PyNET's upsampler shape: a conv, then bilinear with align_corners=True (2x or to a size)."""
+
+    def __init__(self, size=None) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+        self.size = size
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.size is not None:
+            return torch.nn.functional.interpolate(y, size=self.size, mode="bilinear", align_corners=True)
+        return torch.nn.functional.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=True)
+
+
+@pytest.mark.parametrize("hw,size", [((6, 10), None), ((9, 7), None), ((5, 8), (9, 21)), ((7, 7), (7, 13))])
+def test_align_corners_resize_as_row_lookups_is_exact(tmp_path, hw, size):
+    torch.manual_seed(0)
+    model = _Corners(size).eval()
+    shape = (1, 4, *hw)
+    x = np.random.default_rng(2).random(shape, dtype=np.float32)
+    fitted = fitted_export(FitOptions(resize_align_corners_as_gather=True))(model, shape, tmp_path / "b.onnx")
+    axes = sum(a != b for a, b in zip(hw, size or (2 * hw[0], 2 * hw[1])))
+    assert "Resize" not in fitted.op_types and fitted.op_types.get("Gather") == 2 * axes
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(_run(tmp_path / "b.onnx", fitted.input_name, x), want, atol=1e-5)
+
+
+def test_align_corners_litert_form_computes_what_pytorch_does():
+    """The litert-torch route's PyTorch-level form of the same fit (row lookups by F.embedding)."""
+    from edge_isp.converters import litert_torch
+
+    torch.manual_seed(0)
+    for size in (None, (9, 21)):
+        model = _Corners(size).eval()
+        source = litert_torch.source_of(model, (1, 4, 5, 8))
+        fitted, info = litert_torch.apply_fits(source, FitOptions(resize_align_corners_as_gather=True))
+        assert info["applied"] == ["resize_align_corners_as_gather"]
+        x = torch.rand(1, 4, 5, 8)
+        with torch.no_grad():
+            assert float((fitted.module(x) - model(x)).abs().max()) < 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["onnx2tf", "litert-torch"])
+def test_align_corners_fit_is_taken_whole_by_nnapi_at_api_29(tmp_path, route, toolchain_env):
+    """Both TFLite routes: RESIZE_BILINEAR align_corners (API 30) becomes GATHER (onnx2tf) or
+    EMBEDDING_LOOKUP (litert-torch), MUL and ADD, all taken at the nnapi-fp16 target's API 29."""
+    from edge_isp.converters import litert_torch, tflite
+    from edge_isp.converters.check import check_bundle
+    from edge_isp.converters.tflite import op_names
+    from edge_isp.runtimes import open_runner
+
+    torch.manual_seed(0)
+    model = _Corners().eval()
+    shape = (1, 4, 12, 20)
+    x = np.random.default_rng(0).random((4, *shape[1:]), dtype=np.float32)
+    fit = FitOptions(resize_align_corners_as_gather=True)
+    if route == "onnx2tf":
+        exported = fitted_export(fit)(model, shape, tmp_path / "m.onnx")
+        _, _, path = tflite.onnx_to_saved_model(exported.path, tmp_path / "tf", exported.input_name, x)
+        runner = open_runner("litert", path)
+        lookup = "GATHER"
+    else:
+        toolchain_env("litert-torch")
+        source, _ = litert_torch.apply_fits(litert_torch.source_of(model, shape), fit)
+        path = tmp_path / "m.tflite"
+        litert_torch.convert(source, path, tmp_path / "work", precision="fp16")
+        runner = open_runner("litert", path, layout="NCHW")
+        lookup = "EMBEDDING_LOOKUP"
+    ops = op_names(path)
+    assert lookup in ops and "RESIZE_BILINEAR" not in ops
+    report = check_bundle(path, target="nnapi-fp16")
+    assert report.level == 29 and report.verdict == "full", report.summary_line()
+    with torch.no_grad():
+        want = model(torch.from_numpy(x[:1])).numpy()
+    assert np.abs(runner.run(x[:1]) - want).max() < 2e-3          # float16 weights
+
+
 def test_reference_pynet_v2_mobile_has_no_mirror_pad_or_resize_after_the_fits(tmp_path):
     from edge_isp.models import create
 
