@@ -7,6 +7,10 @@
 
 Every figure is measured in this process: warm-up runs first (not timed), then either
 ``runs`` timed runs or as many as fit in ``time_budget_s`` (at least ``min_runs``).
+
+``rigour="mlperf"`` follows MLPerf Mobile's single-stream rules for the timed part: at least
+1024 queries and at least 60 s, whichever comes later, and the 90th percentile reported with
+a distribution-free 95 % confidence interval (order statistics; no normality assumed).
 """
 
 from __future__ import annotations
@@ -31,6 +35,22 @@ from edge_isp.errors import InputError
 DEFAULT_WARMUP = 3
 DEFAULT_RUNS = 20
 DEFAULT_MIN_RUNS = 5
+
+
+@dataclass(frozen=True)
+class Rigour:
+    """How long the timed part must run: at least ``min_runs`` runs and ``min_duration_s``."""
+
+    name: str
+    min_runs: int
+    min_duration_s: float
+    summary: str
+
+
+RIGOURS: dict[str, Rigour] = {r.name: r for r in (
+    Rigour("quick", 0, 0.0, "--runs or --time-budget as given (default 20 runs)"),
+    Rigour("mlperf", 1024, 60.0, "MLPerf Mobile single-stream: >= 1024 queries and >= 60 s, p90 with a 95 % CI"),
+)}
 
 
 # ----------------------------------------------------------------------------- machine
@@ -88,15 +108,33 @@ class LatencyStats:
     min: float
     max: float
     stdev: float
+    # Distribution-free 95 % confidence interval of the p90 (None: too few runs for one).
+    p90_ci_low: float | None = None
+    p90_ci_high: float | None = None
 
     @classmethod
     def of(cls, samples_ms: Sequence[float]) -> LatencyStats:
         if not samples_ms:
             raise InputError("no timed runs to summarise; give runs >= 1")
         a = np.asarray(samples_ms, dtype=np.float64)
+        ci = quantile_ci(a, 0.90)
         return cls(mean=float(a.mean()), median=float(np.median(a)), p90=float(np.percentile(a, 90)),
                    p99=float(np.percentile(a, 99)), min=float(a.min()), max=float(a.max()),
-                   stdev=float(statistics.stdev(a)) if len(a) > 1 else 0.0)
+                   stdev=float(statistics.stdev(a)) if len(a) > 1 else 0.0,
+                   p90_ci_low=ci[0] if ci else None, p90_ci_high=ci[1] if ci else None)
+
+
+def quantile_ci(samples: Sequence[float], q: float, z: float = 1.959964) -> tuple[float, float] | None:
+    """A distribution-free confidence interval of the ``q`` quantile (95 % for the default z):
+    the order statistics whose ranks bound n*q by z binomial standard deviations. None when the
+    sample is too small for the interval to lie inside it (n*q*(1-q) < ~9)."""
+    a = np.sort(np.asarray(samples, dtype=np.float64))
+    n = len(a)
+    half = z * math.sqrt(n * q * (1.0 - q))
+    lo, hi = math.floor(n * q - half), math.ceil(n * q + half)
+    if lo < 0 or hi >= n:
+        return None
+    return float(a[lo]), float(a[hi])
 
 
 @dataclass
@@ -126,6 +164,8 @@ class BenchResult:
     gflops: float | None = None
     peak_gflops: float | None = None
     samples_ms: list[float] = field(default_factory=list)
+    rigour: str = "quick"
+    timed_s: float = 0.0            # wall time of the timed runs
     machine: dict[str, Any] = field(default_factory=machine_info)
     tools: dict[str, str] = field(default_factory=dict)
     created: str = ""
@@ -141,7 +181,7 @@ class BenchResult:
 
     def metrics(self) -> dict[str, float]:
         """Every figure as a dotted metric name with its unit (what the results store keeps)."""
-        m = {f"latency_ms.{k}": v for k, v in asdict(self.latency_ms).items()}
+        m = {f"latency_ms.{k}": v for k, v in asdict(self.latency_ms).items() if v is not None}
         m.update({
             "throughput_fps": self.throughput_fps, "load_time_ms": self.load_time_ms,
             "first_run_ms": self.first_run_ms, "peak_rss_mb": self.peak_rss_mb,
@@ -165,7 +205,8 @@ class BenchResult:
             metrics=self.metrics(), bundle_sha256=self.bundle_sha256, commit=commit, **({"created": self.created} if self.created else {}),
             extra={"name": self.name, "bundle": self.bundle, "precision": self.precision,
                    "mosaic_hw": list(self.mosaic_hw), "batch": self.batch, "threads": self.threads,
-                   "warmup_runs": self.warmup_runs, "machine": self.machine, "tools": self.tools,
+                   "warmup_runs": self.warmup_runs, "rigour": self.rigour, "timed_s": self.timed_s,
+                   "machine": self.machine, "tools": self.tools,
                    "samples_ms": [round(s, 3) for s in self.samples_ms]},
         )
 
@@ -173,19 +214,27 @@ class BenchResult:
 # ------------------------------------------------------------------------------- timing
 
 def time_runs(fn: Callable[[], Any], runs: int | None = DEFAULT_RUNS, time_budget_s: float | None = None,
-              min_runs: int = DEFAULT_MIN_RUNS, max_runs: int = 10_000) -> list[float]:
-    """Call ``fn`` ``runs`` times, or until ``time_budget_s`` is spent (>= ``min_runs``); ms each."""
+              min_runs: int = DEFAULT_MIN_RUNS, max_runs: int = 10_000, rigour: Rigour | None = None) -> list[float]:
+    """Call ``fn`` ``runs`` times, or until ``time_budget_s`` is spent (>= ``min_runs``); ms each.
+    A ``rigour`` adds floors: at least its runs and its duration, whatever else was asked."""
     if runs is not None and runs < 1:
         raise InputError(f"runs must be at least 1, got {runs}")
     if time_budget_s is not None and time_budget_s <= 0:
         raise InputError(f"the time budget must be positive, got {time_budget_s}")
+    floor_runs, floor_s = (rigour.min_runs, rigour.min_duration_s) if rigour is not None else (0, 0.0)
     samples: list[float] = []
-    deadline = time.perf_counter() + time_budget_s if time_budget_s is not None else math.inf
-    limit = runs if runs is not None else max_runs
-    while len(samples) < limit:
+    start = time.perf_counter()
+    deadline = start + time_budget_s if time_budget_s is not None else math.inf
+    limit = max(runs if runs is not None else max_runs, floor_runs)
+    while True:
         t0 = time.perf_counter_ns()
         fn()
         samples.append((time.perf_counter_ns() - t0) / 1e6)
+        floors_met = len(samples) >= floor_runs and time.perf_counter() - start >= floor_s
+        if not floors_met:
+            continue
+        if len(samples) >= limit:
+            break
         if time_budget_s is not None and time.perf_counter() >= deadline and len(samples) >= min(min_runs, limit):
             break
     return samples
@@ -193,16 +242,21 @@ def time_runs(fn: Callable[[], Any], runs: int | None = DEFAULT_RUNS, time_budge
 
 def bench_runner(loaded: Any, *, runs: int | None = DEFAULT_RUNS, time_budget_s: float | None = None,
                  warmup: int = DEFAULT_WARMUP, min_runs: int = DEFAULT_MIN_RUNS, name: str | None = None,
-                 rss_before_load_mb: float | None = None, seed: int = 0) -> BenchResult:
+                 rss_before_load_mb: float | None = None, seed: int = 0, rigour: str = "quick") -> BenchResult:
     """Benchmark an already loaded runner (from ``open_subject``, ``open_bundle`` or ``open_model``)."""
+    from edge_isp._names import lookup
+
+    how = lookup(RIGOURS, rigour, "rigour")
     x = loaded.example_input(seed)
     t0 = time.perf_counter_ns()
     loaded.run(x)                         # the first call: allocation, JIT, weight packing
     first_ms = (time.perf_counter_ns() - t0) / 1e6
     for _ in range(max(0, warmup - 1)):
         loaded.run(x)
+    t_timed = time.perf_counter()
     samples = time_runs(lambda: loaded.run(x), runs=runs if time_budget_s is None or runs else None,
-                        time_budget_s=time_budget_s, min_runs=min_runs)
+                        time_budget_s=time_budget_s, min_runs=min_runs, rigour=how)
+    timed_s = round(time.perf_counter() - t_timed, 3)
     stats = LatencyStats.of(samples)
     work = _gflop_per_run(loaded)
     peak = machine_peak_gflops() if work is not None else None
@@ -216,7 +270,7 @@ def bench_runner(loaded: Any, *, runs: int | None = DEFAULT_RUNS, time_budget_s:
         bundle_sha256=loaded.bundle_sha256,
         bundle=str(loaded.bundle.path) if getattr(loaded, "bundle", None) is not None else None,
         gflop_per_run=work, gflops=round(work / (stats.mean / 1000.0), 2) if work is not None else None,
-        peak_gflops=peak, samples_ms=samples, tools=tool_versions(),
+        peak_gflops=peak, samples_ms=samples, rigour=how.name, timed_s=timed_s, tools=tool_versions(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
     )
 
@@ -248,7 +302,8 @@ def machine_peak_gflops() -> float | None:
 
 def bench(what: Path | str, *, threads: int | None = None, runtime: str | None = None,
           runs: int | None = DEFAULT_RUNS, time_budget_s: float | None = None, warmup: int = DEFAULT_WARMUP,
-          min_runs: int = DEFAULT_MIN_RUNS, input_size: tuple[int, int] | None = None) -> BenchResult:
+          min_runs: int = DEFAULT_MIN_RUNS, input_size: tuple[int, int] | None = None,
+          rigour: str = "quick") -> BenchResult:
     """Load (timed) and benchmark one bundle folder, checkpoint, or registry model (in PyTorch)."""
     from edge_isp.runtimes.subject import open_subject
 
@@ -258,7 +313,7 @@ def bench(what: Path | str, *, threads: int | None = None, runtime: str | None =
     loaded = open_subject(what, input_size=input_size, threads=threads, runtime=runtime)
     try:
         return bench_runner(loaded, runs=runs, time_budget_s=time_budget_s, warmup=warmup, min_runs=min_runs,
-                            name=str(what), rss_before_load_mb=rss0)
+                            name=str(what), rss_before_load_mb=rss0, rigour=rigour)
     finally:
         del loaded
         gc.collect()
@@ -299,5 +354,5 @@ def store_results(results: Iterable[BenchResult], path: Path | str | None = None
     return ResultsStore(path).add_many(r.to_measurement(device=device, commit=commit) for r in results)
 
 
-__all__ = ["BenchResult", "LatencyStats", "bench", "bench_many", "bench_runner", "machine_info",
-           "store_results", "time_runs", "tool_versions"]
+__all__ = ["RIGOURS", "BenchResult", "LatencyStats", "Rigour", "bench", "bench_many", "bench_runner", "machine_info",
+           "quantile_ci", "store_results", "time_runs", "tool_versions"]

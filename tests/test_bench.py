@@ -12,7 +12,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edge_isp.bench import LatencyStats, bench, bench_many, bench_runner, machine_info, time_runs
+from edge_isp.bench import (
+    RIGOURS,
+    LatencyStats,
+    Rigour,
+    bench,
+    bench_many,
+    bench_runner,
+    machine_info,
+    quantile_ci,
+    time_runs,
+)
 from edge_isp.cli import app
 from edge_isp.errors import InputError
 from edge_isp.results import ResultsStore
@@ -39,6 +49,34 @@ def test_time_runs_counts_and_budget() -> None:
     assert len(samples) >= 3 and all(s >= 0 for s in samples)
     with pytest.raises(InputError):
         time_runs(lambda: None, runs=0)
+
+
+def test_p90_confidence_interval_is_distribution_free_and_covers_the_true_value() -> None:
+    # Exponential latencies (skewed, like real ones): true p90 = ln(10) * scale.
+    true_p90 = np.log(10.0) * 5.0
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(400):
+        lo, hi = quantile_ci(rng.exponential(5.0, 1024), 0.90)
+        assert lo < hi
+        covered += lo <= true_p90 <= hi
+    assert 0.92 <= covered / 400 <= 0.99                 # a 95 % interval, not a 50 % or 100 % one
+    assert quantile_ci(np.arange(10.0), 0.90) is None    # too few runs: no interval rather than a wrong one
+    s = LatencyStats.of(list(rng.exponential(5.0, 1024)))
+    assert s.p90_ci_low <= s.p90 <= s.p90_ci_high
+
+
+def test_mlperf_rigour_sets_floors_on_runs_and_time() -> None:
+    assert (RIGOURS["mlperf"].min_runs, RIGOURS["mlperf"].min_duration_s) == (1024, 60.0)
+    import time
+
+    floors = Rigour("test", min_runs=50, min_duration_s=0.2, summary="")
+    t0 = time.perf_counter()
+    samples = time_runs(lambda: None, runs=5, rigour=floors)          # asked 5: the floors win
+    assert len(samples) >= 50 and time.perf_counter() - t0 >= 0.2
+    assert len(time_runs(lambda: None, runs=5)) == 5                   # no rigour: as asked
+    result = cli.invoke(app, ["bench", "pynet-v2-mobile", "--rigour", "mlperff", "--no-store"])
+    assert result.exit_code != 0 and "unknown rigour 'mlperff'" in str(result.exception or result.output)
 
 
 def test_machine_info() -> None:
