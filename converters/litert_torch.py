@@ -75,12 +75,17 @@ def apply_fits(source: TorchSource, fit: Any) -> tuple[TorchSource, dict[str, An
         module = copy.deepcopy(module)
         if _reflect_pads_as_slices(module):
             applied.append("reflect_pad_as_slices")
+    # F.interpolate forms: one wrapper with every rule (stacked patches would hide each other).
+    rules = []
     if fit is not None and fit.resize_as_nearest_conv:
-        module = _with_bilinear_as_nearest_conv(module)
+        rules.append((_bilinear_upsampling_2x, lambda args, kw: _bilinear2x_as_nearest_conv(
+            args[0] if args else kw["input"])))
         applied.append("resize_as_nearest_conv")
     if fit is not None and fit.resize_align_corners_as_gather:
-        module = _with_interpolate(module, _align_corners_bilinear, _bilinear_align_corners_as_gather)
+        rules.append((_align_corners_bilinear, _bilinear_align_corners_as_gather))
         applied.append("resize_align_corners_as_gather")
+    if rules:
+        module = _with_interpolate(module, rules)
     wanted = {k for k, v in (fit.to_dict() if fit is not None else {}).items() if v not in (False, "crd")}
     # Fits that are not graph rewrites here: the quantiser takes them (rsqrt_in_float).
     by_quantiser = {"rsqrt_in_float"} & wanted
@@ -124,13 +129,6 @@ def _bilinear_upsampling_2x(args: tuple[Any, ...], kw: dict[str, Any]) -> bool:
     return scale in (2, 2.0, (2, 2), (2.0, 2.0))
 
 
-def _with_bilinear_as_nearest_conv(inner: Any) -> Any:
-    """``inner`` wrapped so the calls it makes to ``F.interpolate`` for half-pixel bilinear 2x
-    run as ``_bilinear2x_as_nearest_conv`` while it runs (and so while torch.export traces it)."""
-    return _with_interpolate(inner, _bilinear_upsampling_2x,
-                             lambda args, kw: _bilinear2x_as_nearest_conv(args[0] if args else kw["input"]))
-
-
 def _align_corners_bilinear(args: tuple[Any, ...], kw: dict[str, Any]) -> bool:
     x = args[0] if args else kw.get("input")
     mode = kw.get("mode", args[3] if len(args) > 3 else "nearest")
@@ -169,9 +167,10 @@ def _bilinear_align_corners_as_gather(args: tuple[Any, ...], kw: dict[str, Any])
     return x
 
 
-def _with_interpolate(inner: Any, matches: Any, replacement: Any) -> Any:
-    """``inner`` wrapped so its calls to ``F.interpolate`` that ``matches(args, kwargs)`` run as
-    ``replacement(args, kwargs)`` while it runs (and so while torch.export traces it)."""
+def _with_interpolate(inner: Any, rules: list[tuple[Any, Any]]) -> Any:
+    """``inner`` wrapped so each of its calls to ``F.interpolate`` runs as the ``replacement(args,
+    kwargs)`` of the first rule whose ``matches(args, kwargs)`` is true, while it runs (and so
+    while torch.export traces it); other calls run as before."""
     torch = require("torch", "the litert-torch route")
     from unittest import mock
 
@@ -179,7 +178,10 @@ def _with_interpolate(inner: Any, matches: Any, replacement: Any) -> Any:
     plain = f.interpolate
 
     def interpolate(*args: Any, **kw: Any) -> Any:
-        return replacement(args, kw) if matches(args, kw) else plain(*args, **kw)
+        for matches, replacement in rules:
+            if matches(args, kw):
+                return replacement(args, kw)
+        return plain(*args, **kw)
 
     class Wrapped(torch.nn.Module):
         def __init__(self, module: Any) -> None:

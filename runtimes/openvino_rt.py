@@ -56,4 +56,7 @@ class OpenVINORunner:
     def run_named(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(feeds, self.inputs)
         result = self._request.infer({n: np.ascontiguousarray(x, np.float32) for n, x in feeds.items()})
-        return {o.get_any_name(): np.array(result[o], dtype=np.float32) for o in self._compiled.outputs}
+        # Answer under every name a port has: after NNCF an output keeps its ONNX name among
+        # others, and get_any_name() may return another one (seen: PyNET-V2 Mobile Slim INT8).
+        return {name: value for o in self._compiled.outputs
+                for value in (np.array(result[o], dtype=np.float32),) for name in o.get_names()}

@@ -81,19 +81,32 @@ def test_align_corners_resize_as_row_lookups_is_exact(tmp_path, hw, size):
     np.testing.assert_allclose(_run(tmp_path / "b.onnx", fitted.input_name, x), want, atol=1e-5)
 
 
+class _BothResizes(torch.nn.Module):
+    """PyNET-like: a half-pixel 2x upsampling and an align_corners one in the same model."""
+
+    def forward(self, x):
+        f = torch.nn.functional
+        return f.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False) + \
+            f.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+
+
 def test_align_corners_litert_form_computes_what_pytorch_does():
-    """The litert-torch route's PyTorch-level form of the same fit (row lookups by F.embedding)."""
+    """The litert-torch route's PyTorch-level form of the same fit (row lookups by F.embedding),
+    together with resize_as_nearest_conv: the exported program has no bilinear resize left."""
     from edge_isp.converters import litert_torch
 
     torch.manual_seed(0)
-    for size in (None, (9, 21)):
-        model = _Corners(size).eval()
-        source = litert_torch.source_of(model, (1, 4, 5, 8))
-        fitted, info = litert_torch.apply_fits(source, FitOptions(resize_align_corners_as_gather=True))
-        assert info["applied"] == ["resize_align_corners_as_gather"]
-        x = torch.rand(1, 4, 5, 8)
+    fit = FitOptions(resize_align_corners_as_gather=True, resize_as_nearest_conv=True)
+    for model in (_Corners().eval(), _Corners((9, 21)).eval(), _BothResizes().eval()):
+        shape = (1, 4, 5, 8)
+        fitted, info = litert_torch.apply_fits(litert_torch.source_of(model, shape), fit)
+        assert info["applied"] == ["resize_as_nearest_conv", "resize_align_corners_as_gather"]
+        x = torch.rand(*shape)
         with torch.no_grad():
             assert float((fitted.module(x) - model(x)).abs().max()) < 1e-5
+            program = torch.export.export(fitted.module, (torch.zeros(*shape),))
+        targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+        assert not any("upsample_bilinear" in t for t in targets), targets
 
 
 @pytest.mark.slow

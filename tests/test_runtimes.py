@@ -133,3 +133,22 @@ def test_torch_reference_runner_is_deterministic() -> None:
     x = a.example_input()
     assert a.runtime == "torch" and a.target == "torch-fp32" and a.output_scale == 2
     np.testing.assert_array_equal(a.run(x), b.run(x))
+
+
+def test_openvino_named_outputs_answer_under_every_name_of_a_port(tmp_path):
+    """NNCF can leave an output port with several names; the one get_any_name() picks need not be
+    the ONNX name the two-pass runner asks for (PyNET-V2 Mobile Slim INT8 failed on 'rgb')."""
+    ov = pytest.importorskip("openvino")
+    from openvino import opset13 as ops
+
+    from edge_isp.runtimes import open_runner
+
+    param = ops.parameter([1, 4, 2, 2], np.float32, name="bayer")
+    param.output(0).set_names({"bayer"})
+    out = ops.multiply(param, np.float32(2.0))
+    out.output(0).set_names({"Add_123", "rgb"})              # sorts before 'rgb'
+    ov.save_model(ov.Model([out], [param], "two_names"), str(tmp_path / "m.xml"))
+    runner = open_runner("openvino", tmp_path / "m.xml")
+    x = np.ones((1, 4, 2, 2), np.float32)
+    got = runner.run_named({"bayer": x})
+    assert set(got) >= {"rgb", "Add_123"} and np.array_equal(got["rgb"], 2 * x)
