@@ -133,6 +133,9 @@ class TfliteRoute:
     name: str
     module: str                     # as ArtifactFormat.module
     summary: str
+    # auto takes this route where the default one would guess a layout wrong or run out of
+    # memory (tflite_build.choose_route), when it is installed and can take the conversion.
+    fallback: bool = False
 
     def load(self) -> ModuleType:
         return _import(self.module)
@@ -141,9 +144,14 @@ class TfliteRoute:
 TFLITE_ROUTES: dict[str, TfliteRoute] = {
     "onnx2tf": TfliteRoute("onnx2tf", "tflite", "ONNX -> TF SavedModel -> TFLite (guesses NHWC layouts from shapes)"),
     "litert-torch": TfliteRoute("litert-torch", "litert_torch",
-                                "PyTorch -> StableHLO -> TFLite in its own toolchain (keeps the NCHW interface)"),
+                                "PyTorch -> StableHLO -> TFLite in its own toolchain (keeps the NCHW interface)",
+                                fallback=True),
 }
 DEFAULT_ROUTE = "onnx2tf"
+
+
+def fallback_routes() -> list[str]:
+    return [name for name, route in TFLITE_ROUTES.items() if route.fallback and name != DEFAULT_ROUTE]
 
 
 def route_choices() -> tuple[str, ...]:
@@ -161,4 +169,4 @@ def route_module(route: str) -> Any:
 
 
 __all__ = ["DEFAULT_ROUTE", "FORMATS", "TFLITE_ROUTES", "ArtifactFormat", "TfliteRoute", "VendorCheck",
-           "check_route", "format_of_file", "get_format", "route_choices", "route_module", "two_pass_formats"]
+           "check_route", "fallback_routes", "format_of_file", "get_format", "route_choices", "route_module", "two_pass_formats"]

@@ -10,10 +10,10 @@ from edge_isp.converters.artifact_formats import (
     DEFAULT_ROUTE,
     TFLITE_ROUTES,
     check_route,
+    fallback_routes,
     route_module,
 )
 from edge_isp.converters.stages import BuildContext, BuiltArtifact
-
 from edge_isp.errors import InputError
 
 # Above this much float32 activation (all 4-D tensors at the converted size), onnx2tf's probe
@@ -21,14 +21,11 @@ from edge_isp.errors import InputError
 # 475 s in onnx2tf plus 500 s in TF's calibration here; litert-torch took 2.8 GB and 173 s.
 ONNX2TF_ACTIVATION_BUDGET_MIB = 2048
 
-# The route auto falls back to when onnx2tf would guess wrong or choke.
-_ALTERNATIVE = "litert-torch"
-
 
 def choose_route(ctx: BuildContext) -> tuple[str, str]:
     """(route, why) for a TFLite build: the user's --route, or onnx2tf unless its layout guess
-    is ambiguous at this size or the graph is too big for it, and litert-torch can take the
-    conversion (installed, nothing it lacks)."""
+    is ambiguous at this size or the graph is too big for it and a fallback route (litert-torch)
+    can take the conversion (installed, nothing it lacks)."""
     from edge_isp.converters.layout_guard import graph_facts
 
     route = ctx.opts.route
@@ -47,14 +44,17 @@ def choose_route(ctx: BuildContext) -> tuple[str, str]:
                f"TF's calibrator hold them all (PyNET at 448x448: 12.9 GB, 16 min)")
     else:
         return DEFAULT_ROUTE, "no layout ambiguity at this size"
-    alternative = route_module(_ALTERNATIVE)
-    gaps = alternative.gaps(ctx)
-    if gaps:
-        return DEFAULT_ROUTE, f"{why}; {_ALTERNATIVE} cannot take {gaps}"
-    if not alternative.available():
-        return DEFAULT_ROUTE, (f"{why}; the {_ALTERNATIVE} toolchain is not installed "
-                               f"('edge-isp toolchain install {_ALTERNATIVE}')")
-    return _ALTERNATIVE, why
+    refusals = []
+    for name in fallback_routes():
+        module = route_module(name)
+        gaps = module.gaps(ctx)
+        if gaps:
+            refusals.append(f"{name} cannot take {gaps}")
+        elif not module.available():
+            refusals.append(f"the {name} toolchain is not installed ('edge-isp toolchain install {name}')")
+        else:
+            return name, why
+    return DEFAULT_ROUTE, "; ".join([why, *refusals])
 
 
 def build(ctx: BuildContext) -> BuiltArtifact:

@@ -35,6 +35,9 @@ def test_registry_answers_the_questions_other_modules_used_to_branch_on():
     assert not get_format("rknn").host_runs and "Rockchip board" in get_format("rknn").board_only
     assert get_format("openvino").stats_files == ("stats.xml", "stats.bin")
     assert {n for n, f in FORMATS.items() if f.tflite_based} == {"tflite", "vela", "litert-aot"}
+    from edge_isp.converters.artifact_formats import fallback_routes
+
+    assert fallback_routes() == ["litert-torch"]             # what auto turns to when onnx2tf would fail
     with pytest.raises(Exception, match="unknown artifact format 'tfilte'.*'tflite'"):
         get_format("tfilte")
     with pytest.raises(InputError, match="--route 'tf' is not one of auto, onnx2tf, litert-torch"):
