@@ -15,33 +15,17 @@ INT8 (calibrated on the pipeline's own RAW crops) are made there by ai-edge-quan
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge_isp import toolchains
 from edge_isp._deps import require
-from edge_isp.converters.onnx_export import INPUT_NAME, OUTPUT_NAME
+# The program a route from PyTorch converts (re-exported: callers build it with source_of).
+from edge_isp.converters.stages import TorchSource as TorchSource
+from edge_isp.converters.stages import source_of as source_of
 from edge_isp.errors import ConversionError
 
 CONVERT_TIMEOUT_S = 1800.0
-
-
-@dataclass(frozen=True)
-class TorchSource:
-    """What an ONNX file of the pipeline was exported from: the module, its inputs (name ->
-    shape, positional order) and output names, so another route starts from the same program
-    and gives the TFLite signature the same names."""
-
-    module: Any
-    inputs: dict[str, tuple[int, ...]]
-    outputs: tuple[str, ...]
-
-
-def source_of(module: Any, input_shape: Sequence[int] | Mapping[str, Sequence[int]],
-              output_names: Sequence[str] = (OUTPUT_NAME,)) -> TorchSource:
-    named = dict(input_shape) if isinstance(input_shape, Mapping) else {INPUT_NAME: tuple(input_shape)}
-    return TorchSource(module, {n: tuple(int(d) for d in s) for n, s in named.items()}, tuple(output_names))
 
 
 def _named(source: TorchSource) -> Any:

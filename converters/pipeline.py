@@ -21,7 +21,7 @@ from edge_isp.converters import two_pass
 from edge_isp.converters.artifact_formats import ArtifactFormat, check_route, get_format
 from edge_isp.converters.calibration import InputSet, make_input_sets
 from edge_isp.converters.fit import FitOptions, fitted_export, require_supported
-from edge_isp.converters.stages import BuildContext, BuiltArtifact, ConvertOptions
+from edge_isp.converters.stages import BuildContext, BuiltArtifact, ConvertOptions, source_of
 from edge_isp.converters.targets import Target, get_target, resolve_accelerator
 from edge_isp.converters.verify import Verification, compare_outputs, require_passed
 
@@ -56,7 +56,7 @@ class _Part:
     """One exported graph and what became of it (the model, or a two-pass part)."""
 
     exported: Any                       # onnx_export.OnnxExport
-    source: Any = None                  # the PyTorch program it came from (litert-torch route)
+    source: Any = None                  # stages.TorchSource: the PyTorch program it came from
     built: BuiltArtifact | None = None
     runner: Any = None
     support: Any = None                 # CheckReport
@@ -186,8 +186,6 @@ def _make_inputs(run: _Run) -> None:
 
 def _export(run: _Run, work: Path) -> None:
     """The ONNX graph(s) with the fits applied, each with the PyTorch program it came from."""
-    from edge_isp.converters.litert_torch import source_of
-
     sources: dict[Path, Any] = {}
 
     def export(module: Any, shape: Any, path: Path, **kwargs: Any) -> Any:

@@ -9,19 +9,34 @@ names them) import these from here, so no format module reaches into the pipelin
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_isp.converters.calibration import (
-    DEFAULT_CALIB_SAMPLES,
-    DEFAULT_VERIFY_SAMPLES,
-    InputSet,
-)
+from edge_isp.converters.calibration import DEFAULT_CALIB_SAMPLES, DEFAULT_VERIFY_SAMPLES, InputSet
+from edge_isp.converters.onnx_export import INPUT_NAME, OUTPUT_NAME
 from edge_isp.converters.targets import Target
-
 from edge_isp.errors import InputError
 from edge_isp.stage_clock import StageClock
+
+
+@dataclass(frozen=True)
+class TorchSource:
+    """What an ONNX file of the pipeline was exported from: the module, its inputs (name ->
+    shape, positional order) and output names, so a route that starts from PyTorch
+    (litert-torch) converts the same program and names its signature the same way."""
+
+    module: Any
+    inputs: dict[str, tuple[int, ...]]
+    outputs: tuple[str, ...]
+
+
+def source_of(module: Any, input_shape: Sequence[int] | Mapping[str, Sequence[int]],
+              output_names: Sequence[str] = (OUTPUT_NAME,)) -> TorchSource:
+    named = dict(input_shape) if isinstance(input_shape, Mapping) else {INPUT_NAME: tuple(input_shape)}
+    return TorchSource(module, {n: tuple(int(d) for d in s) for n, s in named.items()}, tuple(output_names))
+
 
 
 @dataclass
@@ -98,7 +113,7 @@ class BuildContext:
     calib: InputSet
     held_out: InputSet
     accelerator: str | None = None     # resolved --soc / Target.accelerator_config
-    source: Any = None                 # litert_torch.TorchSource the ONNX file came from
+    source: TorchSource | None = None  # the PyTorch program the ONNX file came from
     fit: Any = None                    # the FitOptions in force (the litert-torch route applies its own forms)
     clock: StageClock | None = None    # records the build's sub-stages (time, peak memory)
 
@@ -137,4 +152,4 @@ class BuildContext:
         return tuple(op for op in wanted if graph_ops is None or op in graph_ops)
 
 
-__all__ = ["BuildContext", "BuiltArtifact", "ConvertOptions"]
+__all__ = ["BuildContext", "BuiltArtifact", "ConvertOptions", "TorchSource", "source_of"]

@@ -16,6 +16,7 @@ from edge_isp.commands._common import (
     parse_options,
     print_json,
 )
+from edge_isp.converters.artifact_formats import DEFAULT_ROUTE, TFLITE_ROUTES
 from edge_isp.errors import InputError
 
 app = typer.Typer()
@@ -110,9 +111,10 @@ def convert(
                   f"{photo['worst_tile_psnr_db']:.1f} dB, seam score {photo['seam_score'] if photo['seam_score'] is not None else '-'} "
                   f"({photo['mode']}, {photo['tiles']} tiles) vs untiled PyTorch", highlight=False)
     route = (m.get("quantization") or {}).get("route")
-    if isinstance(route, dict) and route.get("route") == "litert-torch":
-        out.print(f"route: litert-torch {route.get('version')} (PyTorch -> TFLite, NCHW interface): {route.get('why')}",
-                  highlight=False, soft_wrap=True)
+    if isinstance(route, dict) and route.get("route") not in (None, DEFAULT_ROUTE):
+        known = TFLITE_ROUTES.get(route["route"])
+        out.print(f"route: {route['route']} {route.get('version') or ''} ({known.summary if known else 'unknown route'}): "
+                  f"{route.get('why')}", highlight=False, soft_wrap=True)
     tiling_ = m.get("tiling") or {}
     if tiling_.get("mode") == "two-pass":
         parts = v.get("parts", {})
@@ -147,7 +149,7 @@ def _compare(opts: Any, as_json: bool) -> None:
     with err.status("comparing routes") as status:
         rows = compare_routes(opts, progress=lambda s: status.update(f"[bold]--compare-routes[/]: {s}"))
     tables = list(dict.fromkeys(k for r in rows for k in r.delegated))
-    table = Table(title=f"{opts.model or 'default model'} -> {opts.target}: onnx2tf vs litert-torch")
+    table = Table(title=f"{opts.model or 'default model'} -> {opts.target}: {' vs '.join(TFLITE_ROUTES)}")
     for col in ("route", "PSNR vs PyTorch (worst / mean)", "ops", *[f"delegated: {t}" for t in tables], "size",
                 "host latency", "convert", "peak RSS"):
         table.add_column(col)
