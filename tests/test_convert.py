@@ -17,7 +17,6 @@ from edge_isp.converters import pipeline
 from edge_isp.converters.pipeline import ConvertOptions
 from edge_isp.errors import BundleError, InputError, UnknownNameError, VerificationError
 
-pytestmark = pytest.mark.slow
 torch = pytest.importorskip("torch")
 
 MODEL = "pynet-v2-mobile"
@@ -64,6 +63,7 @@ def _fit(target: str) -> dict:
 HOST_FORMATS = ("onnx", "tflite", "openvino", "vela")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [t.name for t in list_targets() if t.format in HOST_FORMATS])
 def test_every_target_converts_and_matches_pytorch(bundles, target):
     result = bundles.get(MODEL, target, **_fit(target))
@@ -85,6 +85,7 @@ def test_every_target_converts_and_matches_pytorch(bundles, target):
     assert 10 * np.log10(1 / max(mse, 1e-30)) >= t.min_psnr_db - 6  # random data is harder than RAW crops
 
 
+@pytest.mark.slow
 def test_goals_per_precision(bundles):
     """The issue's goals: FP32 >= 100 dB, FP16 >= 60 dB vs PyTorch."""
     for target in ("onnx-fp32", "cpu-fp32", "openvino-fp32"):
@@ -93,6 +94,7 @@ def test_goals_per_precision(bundles):
         assert bundles.get(MODEL, target).manifest["verification"]["psnr_db"] >= 60, target
 
 
+@pytest.mark.slow
 def test_int8_tflite_is_integer_with_integer_io(bundles):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -105,6 +107,7 @@ def test_int8_tflite_is_integer_with_integer_io(bundles):
     assert m["quantization"]["weights"] == "per-channel"
 
 
+@pytest.mark.slow
 def test_uint8_io_target(bundles):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -112,6 +115,7 @@ def test_uint8_io_target(bundles):
     assert np.dtype(Interpreter(model_path=str(b.model_file)).get_input_details()[0]["dtype"]) == np.uint8
 
 
+@pytest.mark.slow
 def test_plain_int8_of_instance_norm_is_refused_with_advice(tmp_path):
     """INT8 wrecks InstanceNorm: the pipeline must refuse to ship it, and say what to do."""
     with pytest.raises(VerificationError, match="keep-float norm"):
@@ -119,6 +123,7 @@ def test_plain_int8_of_instance_norm_is_refused_with_advice(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_keep_norm_float_islands(bundles):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -136,11 +141,13 @@ def test_keep_norm_float_islands(bundles):
     assert result.manifest["verification"]["psnr_db"] >= 33
 
 
+@pytest.mark.slow
 def test_nonorm_variant_int8_without_islands(bundles):
     m = bundles.get("pynet-v2-mobile-nonorm", "cpu-int8").manifest
     assert m["verification"]["psnr_db"] >= 45 and m["quantization"]["float_nodes"] == []
 
 
+@pytest.mark.slow
 def test_layer_report_ranks_layers(bundles):
     m = bundles.get("pynet-v2-mobile-nonorm", "cpu-int8", layer_report=True).manifest
     errs = m["layer_errors"]
@@ -149,6 +156,7 @@ def test_layer_report_ranks_layers(bundles):
     assert ranks == sorted(ranks, reverse=True) and ranks[0] > 0
 
 
+@pytest.mark.slow
 def test_calibration_from_folder_holds_out_files(tmp_path, shared_raw):
     import shutil
 
@@ -201,6 +209,7 @@ def test_overwrite_never_replaces_a_folder_that_is_not_a_bundle(tmp_path):
     assert [p.name for p in out.iterdir()] == ["photo.cr2"]
 
 
+@pytest.mark.slow
 def test_keep_float_must_name_ops_of_the_graph(tmp_path):
     with pytest.raises(InputError, match="has no normalisation layers"):
         pipeline.convert(ConvertOptions(tiling="blended", model="pynet-v2-mobile-nonorm", target="cpu-int8", input_size=SIZE,
@@ -235,6 +244,7 @@ def test_unreadable_calibration_file_fails_clearly(tmp_path):
                                output=tmp_path / "x"))
 
 
+@pytest.mark.slow
 def test_load_bundle_detects_incomplete(tmp_path, bundles):
     import shutil
 
@@ -249,6 +259,7 @@ def test_load_bundle_detects_incomplete(tmp_path, bundles):
         load_bundle(tmp_path)
 
 
+@pytest.mark.slow
 def test_bundles_say_which_weights_they_carry(tmp_path):
     import subprocess
     import sys
