@@ -214,9 +214,8 @@ def _build(run: _Run, work: Path) -> None:
 def _verify(run: _Run) -> None:
     """The built artifact(s) on the held-out crops against PyTorch; raises below the bar."""
     from edge_isp.converters.layout_guard import layout_hint
-    from edge_isp.runtimes import open_runner
-
     from edge_isp.models import model_info
+    from edge_isp.runtimes import open_runner
 
     target, main = run.target, run.main
     threshold = run.opts.min_psnr_db if run.opts.min_psnr_db is not None else target.min_psnr_db
@@ -243,12 +242,7 @@ def _verify(run: _Run) -> None:
 def _check_support(run: _Run) -> None:
     """Which ops the target's accelerator takes: a vendor compiler's placement (next to the
     static table's verdict) or the static table's."""
-    from edge_isp.converters.check import (
-        check_artifact,
-        compare_with_table,
-        require_delegation,
-        static_report,
-    )
+    from edge_isp.converters.check import check_artifact, compare_with_table, require_delegation, static_report
     from edge_isp.converters.support import load_table
 
     built, name = run.main.built, run.target.name
