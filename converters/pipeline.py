@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_isp._atomic import atomic_dir, guard_folder
 from edge_isp.converters import bundle as _bundle
 from edge_isp.converters import two_pass
 from edge_isp.converters.artifact_formats import ArtifactFormat, check_route, get_format
@@ -24,16 +25,9 @@ from edge_isp.converters.fit import FitOptions, fitted_export, require_supported
 from edge_isp.converters.stages import BuildContext, BuiltArtifact, ConvertOptions, source_of
 from edge_isp.converters.targets import Target, get_target, resolve_accelerator
 from edge_isp.converters.verify import Verification, compare_outputs, require_passed
-
-from edge_isp._atomic import atomic_dir, guard_folder
 from edge_isp.errors import InputError, OutputError, UsageError
 from edge_isp.models import resolve_input_size
-from edge_isp.models.pretrained import (
-    DEFAULT_MODEL,
-    PACKAGED_WEIGHTS,
-    weights_kind,
-    with_default_model,
-)
+from edge_isp.models.pretrained import DEFAULT_MODEL, PACKAGED_WEIGHTS, weights_kind, with_default_model
 from edge_isp.stage_clock import StageClock
 
 # ONNX op types that are normalisation layers: what "--keep-float norm" needs to exist.

@@ -20,13 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.converters.artifact_formats import format_of_file, get_format
-from edge_isp.converters.check.formats import (
-    check_onnx,
-    check_openvino,
-    check_tflite,
-    describe,
-    read_onnx,
-)
+from edge_isp.converters.check.formats import check_onnx, check_openvino, check_tflite, describe, read_onnx
 from edge_isp.converters.check.levels import LevelContext, find_device, resolve_level
 from edge_isp.converters.check.report import (
     REQUIRE_LEVELS,
@@ -42,7 +36,6 @@ from edge_isp.converters.check.report import (
 from edge_isp.converters.check.rules import CHECK_FUNCTIONS, OpContext, decide
 from edge_isp.converters.support import load_table
 from edge_isp.converters.tflite_reader import read_tflite
-
 from edge_isp.errors import InputError
 
 # ----------------------------------------------------------------------------- entry points
