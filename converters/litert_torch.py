@@ -15,6 +15,7 @@ INT8 (calibrated on the pipeline's own RAW crops) are made there by ai-edge-quan
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,7 @@ def apply_fits(source: TorchSource, fit: Any) -> tuple[TorchSource, dict[str, An
     # F.interpolate forms: one wrapper with every rule (stacked patches would hide each other).
     rules = []
     if fit is not None and fit.resize_as_nearest_conv:
-        rules.append((_bilinear_upsampling_2x, lambda args, kw: _bilinear2x_as_nearest_conv(
-            args[0] if args else kw["input"])))
+        rules.append((_bilinear_upsampling_2x, lambda args, kw: _bilinear2x_as_nearest_conv(_interpolation(args, kw).x)))
         applied.append("resize_as_nearest_conv")
     if fit is not None and fit.resize_align_corners_as_gather:
         rules.append((_align_corners_bilinear, _bilinear_align_corners_as_gather))
@@ -102,22 +102,48 @@ def _bilinear2x_as_nearest_conv(x: Any) -> Any:
     return f.conv2d(up, torch.cat(rows, dim=2), groups=c)
 
 
+@dataclass(frozen=True)
+class _Interpolation:
+    """The arguments of one ``F.interpolate`` call, however they were passed."""
+
+    x: Any
+    size: Any
+    scale: Any
+    mode: str
+    align_corners: bool | None
+
+    @property
+    def image(self) -> bool:
+        return getattr(self.x, "dim", lambda: 0)() == 4
+
+    def out_hw(self) -> tuple[int, int]:
+        h, w = self.x.shape[2:]
+        if self.size is not None:
+            return (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
+        sh, sw = (self.scale, self.scale) if isinstance(self.scale, (int, float)) else tuple(self.scale)
+        return int(h * sh), int(w * sw)
+
+
+def _interpolation(args: tuple[Any, ...], kw: dict[str, Any]) -> _Interpolation:
+    def bind(input: Any, size: Any = None, scale_factor: Any = None, mode: str = "nearest",  # noqa: A002
+             align_corners: bool | None = None, *_: Any, **__: Any) -> _Interpolation:
+        return _Interpolation(input, size, scale_factor, mode, align_corners)   # F.interpolate's order
+
+    return bind(*args, **kw)
+
+
 def _bilinear_upsampling_2x(args: tuple[Any, ...], kw: dict[str, Any]) -> bool:
-    x = args[0] if args else kw.get("input")
-    size, scale = kw.get("size", args[1] if len(args) > 1 else None), kw.get("scale_factor", args[2] if len(args) > 2 else None)
-    mode, corners = kw.get("mode", args[3] if len(args) > 3 else "nearest"), kw.get("align_corners", None)
-    if mode != "bilinear" or corners or getattr(x, "dim", lambda: 0)() != 4 or min(x.shape[2:]) < 2:
+    call = _interpolation(args, kw)
+    if call.mode != "bilinear" or call.align_corners or not call.image or min(call.x.shape[2:]) < 2:
         return False
-    if size is not None:
-        return tuple(size) == (2 * x.shape[2], 2 * x.shape[3])
-    return scale in (2, 2.0, (2, 2), (2.0, 2.0))
+    if call.size is not None:
+        return call.out_hw() == (2 * call.x.shape[2], 2 * call.x.shape[3])
+    return call.scale in (2, 2.0, (2, 2), (2.0, 2.0))     # exactly 2: another scale maps coordinates otherwise
 
 
 def _align_corners_bilinear(args: tuple[Any, ...], kw: dict[str, Any]) -> bool:
-    x = args[0] if args else kw.get("input")
-    mode = kw.get("mode", args[3] if len(args) > 3 else "nearest")
-    corners = kw.get("align_corners", args[4] if len(args) > 4 else None)
-    return mode == "bilinear" and bool(corners) and getattr(x, "dim", lambda: 0)() == 4
+    call = _interpolation(args, kw)
+    return call.mode == "bilinear" and bool(call.align_corners) and call.image
 
 
 def _bilinear_align_corners_as_gather(args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
@@ -129,16 +155,9 @@ def _bilinear_align_corners_as_gather(args: tuple[Any, ...], kw: dict[str, Any])
     f = torch.nn.functional
     from edge_isp.converters.fit_nodes import align_corners_taps
 
-    x = args[0] if args else kw["input"]
-    size = kw.get("size", args[1] if len(args) > 1 else None)
-    scale = kw.get("scale_factor", args[2] if len(args) > 2 else None)
-    h, w = x.shape[2:]
-    if size is not None:
-        out = (size, size) if isinstance(size, int) else tuple(size)
-    else:
-        sh, sw = (scale, scale) if isinstance(scale, (int, float)) else tuple(scale)
-        out = (int(h * sh), int(w * sw))
-    for dim, n, m in ((2, h, out[0]), (3, w, out[1])):
+    call = _interpolation(args, kw)
+    x, out = call.x, call.out_hw()
+    for dim, n, m in ((2, x.shape[2], out[0]), (3, x.shape[3], out[1])):
         if n == m:
             continue
         i0, i1, w0, w1 = align_corners_taps(int(n), int(m))

@@ -28,7 +28,6 @@ DEFAULT_BLOCK = 288
 MAX_AUTO_GLOBAL_OPS = 16
 
 
-
 def choose_tiling(requested: str, model: Any, target: Any) -> str:
     """'two-pass' for a model with global ops on a format that can run it, else 'blended'."""
     # Formats whose entry names a statistics part (artifact_formats: the host runs them with

@@ -243,3 +243,17 @@ def test_reference_pynet_v2_mobile_runs_whole_on_nnapi(tmp_path, target, level, 
         rsqrt = [op for op in model.operators if op.op == "RSQRT"]
         assert rsqrt and all(model.op_inputs(op)[0].dtype == "float32" for op in rsqrt)   # the float island
         assert result.manifest["quantization"]["float_ops"] == ["RSQRT"]
+
+
+def test_interpolate_calls_are_read_the_same_however_their_arguments_are_passed():
+    """The litert-torch route recognises F.interpolate calls by their arguments, positional or not."""
+    from edge_isp.converters.litert_torch import _align_corners_bilinear, _bilinear_upsampling_2x
+
+    x = torch.zeros(1, 2, 4, 6)
+    assert _bilinear_upsampling_2x((x, None, 2.0, "bilinear"), {})
+    assert _bilinear_upsampling_2x((x,), {"size": (8, 12), "mode": "bilinear"})
+    assert not _bilinear_upsampling_2x((x, None, 2.0, "bilinear", True), {})      # align_corners, positional
+    assert not _bilinear_upsampling_2x((x,), {"scale_factor": 3.0, "mode": "bilinear"})
+    assert _align_corners_bilinear((x, None, 2.0, "bilinear", True), {})
+    assert _align_corners_bilinear((x,), {"scale_factor": 2.0, "mode": "bilinear", "align_corners": True})
+    assert not _align_corners_bilinear((x,), {"scale_factor": 2.0, "mode": "nearest"})
