@@ -33,6 +33,26 @@ def op_types(onnx_path: Path) -> set[str]:
     return {op.get_type_name() for op in ov.convert_model(str(onnx_path)).get_ops()}
 
 
+# Elementwise ops a two-pass part's norm arithmetic is made of: (x - mean) * inv_std * w + b.
+_NORM_CHAIN_TYPES = frozenset({"Subtract", "Multiply", "Add", "Divide"})
+
+
+def statistics_nodes(onnx_path: Path, inputs: tuple[str, ...]) -> tuple[str, ...]:
+    """Names of the nodes that apply a two-pass part's injected norm statistics (``inputs``):
+    the ops reading them and the elementwise chain after, up to the next convolution."""
+    ov = require("openvino", "OpenVINO conversion")
+    model = ov.convert_model(str(onnx_path))
+    frontier = [p.output(0) for p in model.get_parameters() if p.get_friendly_name() in inputs]
+    found: dict[str, None] = {}
+    while frontier:
+        for target in frontier.pop().get_target_inputs():
+            node = target.get_node()
+            if node.get_type_name() in _NORM_CHAIN_TYPES and node.get_friendly_name() not in found:
+                found[node.get_friendly_name()] = None
+                frontier.extend(node.outputs())
+    return tuple(found)
+
+
 def convert_ir(onnx_path: Path, out_xml: Path, precision: str) -> OpenVinoBuild:
     """FP32 or FP16-weight IR from ONNX (the .bin lands beside the .xml)."""
     ov = require("openvino", "OpenVINO conversion")
@@ -93,9 +113,11 @@ def build(ctx: Any) -> Any:
     xml = ctx.work / "model.xml"
     if ctx.target.quantized:
         ctx.check_keep_float("openvino", op_types(ctx.onnx_path))
+        norm_nodes = statistics_nodes(ctx.onnx_path, ctx.norm_inputs) \
+            if "norm" in ctx.opts.keep_float and ctx.norm_inputs else ()
         built = quantize_ir(ctx.onnx_path, xml, ctx.calib.data, preset=ctx.opts.nncf_preset,
-                            keep_float_types=ctx.keep_float_ops("openvino"), extra=ctx.calib.extra,
-                            input_name=ctx.input_name)
+                            keep_float_types=ctx.keep_float_ops("openvino"), keep_float_names=norm_nodes,
+                            extra=ctx.calib.extra, input_name=ctx.input_name)
     else:
         built = convert_ir(ctx.onnx_path, xml, ctx.target.precision)
     # Verify with f32 compute for every precision: FP16 IR means FP16 weights (as TFLite FP16

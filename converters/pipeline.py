@@ -85,18 +85,30 @@ class _Run:
 
     def context(self, part: _Part, work: Path) -> BuildContext:
         return BuildContext(self.opts, self.target, part.exported.path, part.exported.input_name, work, self.calib,
-                            self.held_out, self.accelerator, part.source, self.fit, self.clock)
+                            self.held_out, self.accelerator, part.source, self.fit, self.clock,
+                            norm_inputs=self.norm_inputs)
+
+    @property
+    def norm_inputs(self) -> tuple[str, ...]:
+        """A two-pass part's inputs that carry instance-norm statistics (mean, 1/std)."""
+        if self.split is None:
+            return ()
+        return tuple(name for op in self.split.spec.ops if op.kind == "norm" for name in op.inputs)
 
 
-def _has_norm(op_types: dict[str, int]) -> bool:
-    return any(op in op_types for op in NORM_ONNX_OPS)
+def _has_norm(run: _Run) -> bool:
+    """Whether the model has normalisation layers for ``--keep-float norm`` to keep. A two-pass
+    part has none as ONNX ops: its instance norms read injected statistics (Sub, Mul)."""
+    if run.split is not None:
+        return any(op.kind == "norm" for op in run.split.spec.ops)
+    return any(op in run.main.exported.op_types for op in NORM_ONNX_OPS)
 
 
-def _advice(run: _Run, op_types: dict[str, int]) -> str:
+def _advice(run: _Run) -> str:
     """What to try when verification fails: only advice that fits this model and target."""
     tips = []
     if run.target.quantized:
-        if _has_norm(op_types) and "norm" not in run.opts.keep_float:
+        if _has_norm(run) and "norm" not in run.opts.keep_float:
             tips.append("keep the normalisation layers in float with --keep-float norm")
         tips.append("see which layers lose most with --layer-report")
         if run.opts.calib_dir is None:
@@ -192,7 +204,7 @@ def _export(run: _Run, work: Path) -> None:
         stats_exported, exported = two_pass.export_parts(export, run.model, run.split, work)
         run.stats = _Part(stats_exported, sources.get(Path(stats_exported.path)))
     run.main = _Part(exported, sources.get(Path(exported.path)))
-    if "norm" in run.opts.keep_float and not _has_norm(exported.op_types):
+    if "norm" in run.opts.keep_float and not _has_norm(run):
         raise InputError(f"--keep-float norm: {run.opts.model} has no normalisation layers (none of "
                          f"{', '.join(NORM_ONNX_OPS)} in its graph); drop the flag")
 
@@ -230,7 +242,7 @@ def _verify(run: _Run) -> None:
         run.verification = compare_outputs(run.reference, main.runner.run(run.held_out.data), threshold, target.runtime)
     step = 2 * model_info(run.opts.model).input_multiple
     hint = layout_hint(main.exported.path, run.mosaic_hw, step) if run.fmt.tflite_based else ""
-    require_passed(run.verification, f"the {target.name} artifact", hint=hint or _advice(run, main.exported.op_types))
+    require_passed(run.verification, f"the {target.name} artifact", hint=hint or _advice(run))
 
 
 def _check_support(run: _Run) -> None:

@@ -116,6 +116,9 @@ class BuildContext:
     source: TorchSource | None = None  # the PyTorch program the ONNX file came from
     fit: Any = None                    # the FitOptions in force (the litert-torch route applies its own forms)
     clock: StageClock | None = None    # records the build's sub-stages (time, peak memory)
+    # Inputs of a two-pass part that carry instance-norm statistics: where "--keep-float norm"
+    # starts, as the part's norms are arithmetic on them rather than norm ops.
+    norm_inputs: tuple[str, ...] = ()
 
     def stage(self, name: str) -> Any:
         return self.clock.stage(name) if self.clock is not None else contextlib.nullcontext()

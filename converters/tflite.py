@@ -189,9 +189,21 @@ def quantize_int8(calibrated: bytes, out_path: Path, calib_nchw: np.ndarray, io_
             denylisted_ops=list(keep_float_ops) or None, denylisted_nodes=list(keep_float_nodes) or None,
         )
         io_type = {"int8": tf.int8, "uint8": tf.uint8}[io_dtype]
-        flat = tf_util.modify_model_io_type(flat, io_type, io_type)
+        float_io = flat
+        flat = tf_util.modify_model_io_type(float_io, io_type, io_type)
+        output_dtype = io_dtype
+        if _left_out_inputs(flat) > _left_out_inputs(float_io):
+            # TF's I/O rewrite drops the DEQUANTIZE before an output even when a float op also
+            # reads it (a two-pass statistics part with --keep-float norm: a norm's input map is
+            # an output too), leaving that op without an input - the interpreter then crashes.
+            # Float outputs keep that DEQUANTIZE.
+            flat = tf_util.modify_model_io_type(float_io, io_type, tf.float32)
+            output_dtype = "float32"
     except Exception as exc:
         raise ConversionError(f"TFLite INT8 quantisation failed: {str(exc).splitlines()[0][:300]}") from exc
+    if _left_out_inputs(flat) > _left_out_inputs(float_io):
+        raise ConversionError("TFLite INT8 quantisation left an op without its input (a converter bug); "
+                              "drop --keep-float or convert with another --route")
     if names_from is not None:
         flat = keep_output_names(Path(names_from).read_bytes(), flat, output_order)
     layer_errors = _layer_errors(calibrated, calib_nchw, per_channel, extra) if layer_report else []
@@ -199,9 +211,18 @@ def quantize_int8(calibrated: bytes, out_path: Path, calib_nchw: np.ndarray, io_
     return TfliteBuild(out_path, "int8", io_dtype, quantization={
         "scheme": "full-integer", "weights": "per-channel" if per_channel else "per-tensor",
         "activations": "int8 per-tensor", "io_dtype": io_dtype,
+        **({"output_dtype": output_dtype} if output_dtype != io_dtype else {}),
         "float_ops": list(keep_float_ops), "float_nodes": list(keep_float_nodes),
         "calibration_samples": int(calib_nchw.shape[0]),
     }, layer_errors=layer_errors)
+
+
+def _left_out_inputs(flat: bytes) -> int:
+    """How many op inputs of a TFLite flatbuffer are left out (-1): optional inputs, or inputs
+    a rewrite removed."""
+    from edge_isp.converters.tflite_reader import parse_tflite
+
+    return sum(i < 0 for op in parse_tflite(flat).operators for i in op.inputs)
 
 
 def keep_output_names(reference: bytes, quantized: bytes, order: Sequence[str] | None = None) -> bytes:
@@ -325,13 +346,22 @@ def op_names(tflite_path: Path) -> set[str]:
 _NORM_CHAIN_OPS = frozenset({"MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SUB", "MUL", "ADD", "SQRT", "DIV"})
 
 
-def norm_island_nodes(float_tflite: Path) -> list[str]:
+def _input_name(tensor_name: str) -> str:
+    """A TFLite input's graph name as the ONNX graph had it (the SavedModel signature
+    adds ``serving_default_`` and ``:0``)."""
+    name = tensor_name.removeprefix("serving_default_")
+    return name.rsplit(":", 1)[0] if name.rsplit(":", 1)[-1].isdigit() else name
+
+
+def norm_island_nodes(float_tflite: Path, seed_inputs: Sequence[str] = ()) -> list[str]:
     """Output tensor names of every op in the normalisation subgraphs of a float TFLite model.
 
-    Seeds are spatial MEANs (how onnx2tf lowers InstanceNorm); the island grows forward
-    through the elementwise ops of the norm (x - mean, variance, rsqrt, scale, shift) and
-    stops at the next non-elementwise op (conv, PReLU, ...). Keeping exactly these in float
-    removes the INT8 loss of normalisation without floating the convolutions.
+    Seeds are spatial MEANs (how onnx2tf lowers InstanceNorm) and the ops that read one of
+    ``seed_inputs`` (a two-pass part's injected mean and 1/std: its norms are arithmetic on
+    them); the island grows forward through the elementwise ops of the norm (x - mean,
+    variance, rsqrt, scale, shift) and stops at the next non-elementwise op (conv, PReLU,
+    ...). Keeping exactly these in float removes the INT8 loss of normalisation without
+    floating the convolutions.
     """
     from edge_isp.runtimes.litert import _interpreter_class
 
@@ -343,6 +373,10 @@ def norm_island_nodes(float_tflite: Path) -> list[str]:
         for idx in op["inputs"]:
             consumers.setdefault(int(idx), []).append(op)
     island: dict[int, dict[str, Any]] = {op["index"]: op for op in ops if op["op_name"] == "MEAN"}
+    # A statistics part need not read every statistic (not those of its last op).
+    for detail in interp.get_input_details():
+        if _input_name(detail["name"]) in seed_inputs:
+            island.update({op["index"]: op for op in consumers.get(int(detail["index"]), [])})
     frontier = list(island.values())
     while frontier:
         op = frontier.pop()
@@ -373,7 +407,7 @@ def build(ctx: Any, why: str) -> Any:
     with ctx.stage("calibrate"):
         calibrated = calibrate(saved, ctx.calib.data, ctx.calib.extra, ctx.input_name)
     keep = tuple(op.upper() for op in ctx.keep_float_ops("tflite")) + ctx.fit_float_ops(graph_ops)
-    nodes = tuple(norm_island_nodes(f32)) if "norm" in ctx.opts.keep_float else ()
+    nodes = tuple(norm_island_nodes(f32, ctx.norm_inputs)) if "norm" in ctx.opts.keep_float else ()
     with ctx.stage("quantize"):
         built = quantize_int8(calibrated, ctx.work / "model_int8.tflite", ctx.calib.data,
                               io_dtype=ctx.opts.io_dtype or ctx.target.io_dtype, per_channel=ctx.opts.per_channel,

@@ -114,6 +114,7 @@ def cell_from_bundle(bundle: Path) -> Cell:
 class Matrix:
     cells: list[Cell] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
+    input_size: str = ""            # one RAW size for every model ("": each model's default)
 
     def get(self, model: str, target: str) -> Cell | None:
         return next((c for c in self.cells if c.model == model and c.target == target), None)
@@ -122,7 +123,8 @@ class Matrix:
         self.cells = [c for c in self.cells if (c.model, c.target) != (cell.model, cell.target)] + [cell]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "machine": self.machine, "cells": [asdict(c) for c in self.cells]}
+        return {"schema": SCHEMA, "machine": self.machine, "input_size": self.input_size,
+                "cells": [asdict(c) for c in self.cells]}
 
     @classmethod
     def load(cls, path: Path) -> Matrix:
@@ -132,7 +134,10 @@ class Matrix:
             raise InputError(f"cannot read the model matrix {path}: {exc}") from exc
         if not isinstance(d, dict) or d.get("schema") != SCHEMA or not isinstance(d.get("cells"), list):
             raise InputError(f"{path} is not an edge-isp model matrix ({SCHEMA}); regenerate it with scripts/model_matrix.py")
-        return cls([Cell.from_dict(c) for c in d["cells"]], dict(d.get("machine") or {}))
+        size = d.get("input_size") or ""
+        if not isinstance(size, str):
+            raise InputError(f"{path}: input_size must be a string such as 256x256; regenerate it with scripts/model_matrix.py")
+        return cls([Cell.from_dict(c) for c in d["cells"]], dict(d.get("machine") or {}), size)
 
     def save(self, json_path: Path, md_path: Path | None = None) -> None:
         write_text_atomic(Path(json_path), json.dumps(self.to_dict(), indent=1) + "\n")
@@ -174,13 +179,18 @@ def render_markdown(matrix: Matrix) -> str:
     models = list(dict.fromkeys([*sorted(list_models()), *sorted(c.model for c in matrix.cells)]))
     targets = [t for t in MATRIX_TARGETS if any(c.target == t for c in matrix.cells)]
     targets += sorted({c.target for c in matrix.cells} - set(targets))
-    lines = ["# Model matrix", "",
-             "Every registry model converted to the main targets at its default size, as `edge-isp convert MODEL "
+    size = f"at {matrix.input_size} (`--input-size {matrix.input_size}`)" if matrix.input_size else "at its default size"
+    title = f"# Model matrix at {matrix.input_size}" if matrix.input_size else "# Model matrix"
+    lines = [title, "",
+             f"Every registry model converted to the main targets {size}, as `edge-isp convert MODEL "
              "--target T` does it (random weights unless the model ships trained ones: the figures are for "
              "numerics, delegation, size and cost, not for pictures). PSNR is the converted artifact vs PyTorch on "
              "held-out RAW crops (mean / worst). Delegated ops are the static op-support check at the target's "
-             "own level and on two device profiles. Regenerate with `.venv/bin/python scripts/model_matrix.py`; "
-             "CI recomputes the small models' cells and fails when one is worse than this table.", ""]
+             "own level and on two device profiles. " + (
+                 f"Regenerate with `.venv/bin/python scripts/model_matrix.py --input-size {matrix.input_size} --json "
+                 "THIS.json --markdown THIS.md` (the files of this table)." if matrix.input_size else
+                 "Regenerate with `.venv/bin/python scripts/model_matrix.py`; CI recomputes the small models' cells "
+                 "and fails when one is worse than this table."), ""]
     if matrix.machine:
         lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in matrix.machine.items()), ""]
     missing = [f"{m} -> {t}" for m in models for t in targets if matrix.get(m, t) is None]

@@ -94,7 +94,6 @@ class LiteRTRunner:
         self._interp.invoke()
         return decode_output(self._interp.get_tensor(self._out["index"]), self.output_spec)
 
-
     def run_named(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(feeds, self.inputs)
         for name, x in feeds.items():

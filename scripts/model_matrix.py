@@ -36,6 +36,10 @@ def main() -> None:
     args = ap.parse_args()
     table = mm.Matrix.load(args.json) if args.json.is_file() else mm.Matrix()
     table.machine = mm.machine_description()
+    if args.input_size and table.input_size and args.input_size != table.input_size:
+        raise SystemExit(f"error: {args.json} is a table at {table.input_size}, not {args.input_size}; "
+                         "give another --json for another size")
+    table.input_size = args.input_size or table.input_size
     if args.merge:
         for other in args.merge:
             for cell in mm.Matrix.load(other).cells:

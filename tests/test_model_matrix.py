@@ -43,6 +43,15 @@ def test_table_round_trips_and_renders(tmp_path):
     md = (tmp_path / "m.md").read_text()
     assert "## nnapi-int8" in md and "## openvino-int8" in md and "| punet | yes" in md
     assert "| pynet | no: a / b |" in md and "90/90" in md
+    assert md.startswith("# Model matrix\n") and "at its default size" in md
+
+
+def test_a_one_size_table_says_its_size(tmp_path):
+    table = mm.Matrix([_cell(input_size="256x256")], input_size="256x256")
+    table.save(tmp_path / "m.json", tmp_path / "m.md")
+    assert mm.Matrix.load(tmp_path / "m.json").input_size == "256x256"
+    md = (tmp_path / "m.md").read_text()
+    assert md.startswith("# Model matrix at 256x256") and "--input-size 256x256" in md and "default size" not in md
 
 
 def test_a_broken_table_says_what_to_do(tmp_path):
