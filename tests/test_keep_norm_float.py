@@ -117,3 +117,31 @@ def test_an_output_a_float_island_also_reads_keeps_its_dequantize(tmp_path):
             "i = Interpreter(model_path=sys.argv[1]); i.allocate_tensors(); i.invoke(); print('ran')")
     run = subprocess.run([sys.executable, "-c", code, str(built.path)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "ran" in run.stdout, run.stderr[-500:]
+
+
+@pytest.mark.slow
+def test_a_two_pass_norm_then_prelu_stays_nhwc_and_native(tmp_path):
+    """The tile part's affine norm followed by PReLU (PyNET-V2 Mobile's blocks) must reach
+    TFLite as SUB/MUL + PRELU, NHWC throughout: onnx2tf laid "+ bias" out as NCHW (two
+    TRANSPOSEs, PReLU as ABS + RELU, ABS refused by NNAPI in INT8)."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from edge_isp.converters.fit import FitOptions, fitted_export
+    from edge_isp.converters.tflite import onnx_to_saved_model, op_names
+    from edge_isp.converters.two_pass import TwoPassSetup, export_parts
+    from edge_isp.models.global_context import GlobalInstanceNorm2d, plan_for
+    from edge_isp.models.split_parts import split_spec
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), GlobalInstanceNorm2d(8, affine=True), nn.PReLU(8),
+                        nn.Conv2d(8, 3, 3, padding=1)).eval()
+    with torch.no_grad():
+        net[1].bias.uniform_(-1, 1)
+    plan = plan_for(net, 4)
+    setup = TwoPassSetup(plan, split_spec(net, plan, (32, 32)), "test")
+    _, tile = export_parts(fitted_export(FitOptions()), net, setup, tmp_path)
+    _, f32, _ = onnx_to_saved_model(tile.path, tmp_path / "tf", tile.input_name,
+                                    np.random.default_rng(0).random((2, 4, 32, 32), dtype=np.float32))
+    ops = op_names(f32)
+    assert "PRELU" in ops and not ops & {"ABS", "TRANSPOSE"}, sorted(ops)

@@ -70,7 +70,10 @@ class GlobalInstanceNorm2d(nn.InstanceNorm2d):
         mean, inv_std = _ACTIVE[-1].norm(self, x)
         y = (x - mean) * inv_std
         if self.affine:
-            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+            # "- (-bias)", not "+ bias": the same bits (IEEE), but onnx2tf 1.29 lays an Add of a
+            # per-channel constant out as NCHW when a PReLU follows (two TRANSPOSEs, the PReLU
+            # as ABS + RELU, which NNAPI refuses in INT8); a Sub it keeps NHWC.
+            y = y * self.weight.view(1, -1, 1, 1) - (-self.bias).view(1, -1, 1, 1)
         return y
 
 
