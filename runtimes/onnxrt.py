@@ -33,14 +33,15 @@ class OnnxRuntimeRunner:
 
     def run(self, packed: np.ndarray) -> np.ndarray:
         check_input(packed, self.input_spec)
-        return run_frames(self._run_one, packed.astype(np.float32), int(self.input_spec.shape[0]))
+        x = np.ascontiguousarray(packed, dtype=self.input_spec.dtype)     # no copy when it already is
+        return run_frames(self._run_one, x, int(self.input_spec.shape[0]))
 
     def _run_one(self, x: np.ndarray) -> np.ndarray:
         (out,) = self._session.run([self.output_spec.name], {self.input_spec.name: x})
-        return out.astype(np.float32)
+        return out.astype(np.float32, copy=False)     # ONNX Runtime hands over a fresh array
 
     def run_named(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(feeds, self.inputs)
         names = list(self.outputs)
         values = self._session.run(names, {n: np.asarray(x, np.float32) for n, x in feeds.items()})
-        return {n: v.astype(np.float32) for n, v in zip(names, values)}
+        return {n: v.astype(np.float32, copy=False) for n, v in zip(names, values)}
