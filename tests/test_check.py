@@ -494,28 +494,22 @@ SIZE = (160, 224)  # RAW mosaic: H/2, W/2 at every level differ from the channel
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    """A few real conversions (pynet-v2-mobile) through the pipeline, cached per module."""
+def converted():
+    """A few real conversions (pynet-v2-mobile), from the session's shared factory."""
     pytest.importorskip("torch")
     pytest.importorskip("onnx2tf")
-    from edge_isp.converters.pipeline import ConvertOptions, convert
-
-    root = tmp_path_factory.mktemp("check_bundles")
-    cache: dict[str, object] = {}
+    from _bundles import convert_once
 
     def get(name: str):
-        if name not in cache:
-            # gpu-fp16 applies its fit rewrites by default; "gpu-default" turns them off.
-            kw: dict = {"model": "pynet-v2-mobile", "target": "gpu-fp16",
-                        "fit": {"pixel_shuffle": "crd", "drop_noop_pads": False}}
-            if name == "gpu-fit":
-                kw["fit"] = {"pixel_shuffle": "dcr", "drop_noop_pads": True}
-            elif name == "int8-fit":
-                kw = {"model": "pynet-v2-mobile-nonorm", "target": "nnapi-int8", "model_options": {"padding": "zero"},
-                      "fit": {"pixel_shuffle": "dcr", "drop_noop_pads": True, "split_as_slice": True}}
-            cache[name] = convert(ConvertOptions(**kw, tiling="blended", input_size=SIZE, calib_samples=6, verify_samples=2,
-                                                 output=root / name))
-        return cache[name]
+        # gpu-fp16 applies its fit rewrites by default; "gpu-default" turns them off.
+        kw: dict = {"model": "pynet-v2-mobile", "target": "gpu-fp16",
+                    "fit": {"pixel_shuffle": "crd", "drop_noop_pads": False}}
+        if name == "gpu-fit":
+            kw["fit"] = {"pixel_shuffle": "dcr", "drop_noop_pads": True}
+        elif name == "int8-fit":
+            kw = {"model": "pynet-v2-mobile-nonorm", "target": "nnapi-int8", "model_options": {"padding": "zero"},
+                  "fit": {"pixel_shuffle": "dcr", "drop_noop_pads": True, "split_as_slice": True}}
+        return convert_once(kw.pop("target"), kw.pop("model"), SIZE, **kw)
 
     return get
 

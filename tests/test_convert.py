@@ -19,27 +19,21 @@ from edge_isp.errors import BundleError, InputError, UnknownNameError, Verificat
 
 torch = pytest.importorskip("torch")
 
-MODEL = "pynet-v2-mobile"
-SIZE = (160, 224)  # RAW mosaic: small, and free of onnx2tf layout ambiguity (see layout_guard)
+from _bundles import CALIB_SAMPLES, MODEL, SIZE, convert_once  # noqa: E402
 
 
-class BundleCache:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._done: dict[tuple, object] = {}
+class _Bundles:
+    """The session's shared conversions (tests/_bundles.py) under this module's old name."""
 
-    def get(self, model: str, target: str, **kw):
-        key = (model, target, tuple(sorted((k, str(v)) for k, v in kw.items())))
-        if key not in self._done:
-            out = self.root / f"{model}_{target}_{len(self._done)}"
-            self._done[key] = pipeline.convert(ConvertOptions(tiling="blended", model=model, target=target, input_size=kw.pop("input_size", SIZE),
-                                                     output=out, **kw))
-        return self._done[key]
+    @staticmethod
+    def get(model: str, target: str, **options):
+        size = options.pop("input_size", SIZE)
+        return convert_once(target, model, size, **options)
 
 
 @pytest.fixture(scope="session")
-def bundles(tmp_path_factory) -> BundleCache:
-    return BundleCache(tmp_path_factory.mktemp("bundles"))
+def bundles() -> _Bundles:
+    return _Bundles()
 
 
 def _reference(model: str, x: np.ndarray, **options) -> np.ndarray:
@@ -103,7 +97,7 @@ def test_int8_tflite_is_integer_with_integer_io(bundles):
     interp = Interpreter(model_path=str(result.bundle.model_file))
     assert np.dtype(interp.get_input_details()[0]["dtype"]) == np.int8
     assert np.dtype(interp.get_output_details()[0]["dtype"]) == np.int8
-    assert m["calibration"]["samples"] == 16 and m["calibration"]["seed"] == 0
+    assert m["calibration"]["samples"] == CALIB_SAMPLES and m["calibration"]["seed"] == 0
     assert m["quantization"]["weights"] == "per-channel"
 
 

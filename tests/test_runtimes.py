@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,27 +14,8 @@ from edge_isp.errors import BundleError, InputError
 from edge_isp.runtimes.bundle_runner import LoadedRunner, open_bundle, open_model
 from edge_isp.runtimes.subject import open_subject
 
-MODEL = "pynet-v2-mobile"
-MOSAIC = (160, 224)          # RAW HxW; packed 80x112 (avoids onnx2tf's C == H == W trap)
-
-_CACHE: dict[tuple, Path] = {}
-_ROOT: list[Path] = []
-
-
-def converted(target: str, model: str = MODEL, size: tuple[int, int] = MOSAIC, **kw) -> Path:
-    """A real bundle, converted once per test session and shared by every test module."""
-    key = (model, target, size, tuple(sorted(kw.items())))
-    if key not in _CACHE:
-        from edge_isp.converters.pipeline import ConvertOptions, convert
-
-        if not _ROOT:
-            _ROOT.append(Path(tempfile.mkdtemp(prefix="edge-isp-test-bundles-")))
-            atexit.register(shutil.rmtree, _ROOT[0], True)
-        out = _ROOT[0] / f"{model}_{target}_{size[0]}x{size[1]}_{len(_CACHE)}"
-        convert(ConvertOptions(tiling="blended", model=model, target=target, input_size=size, output=out,
-                               calib_samples=4, verify_samples=1, **kw))
-        _CACHE[key] = out
-    return _CACHE[key]
+from _bundles import MODEL, converted  # noqa: E402,F401 - the session's shared real bundles
+from _bundles import SIZE as MOSAIC  # noqa: E402
 
 
 def real_packed(shared_raw: Path, size: tuple[int, int] = MOSAIC, top: int = 100, left: int = 200) -> np.ndarray:
