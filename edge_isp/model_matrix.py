@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,10 @@ class Cell:
     route: str = ""
     weights: str = ""
     delegated: dict[str, list[int]] = field(default_factory=dict)   # profile -> [delegated, total]
+    # Convert flags the cell needed: the tool's own advice after the plain conversion failed
+    # (``note`` says how it failed). Empty: `edge-isp convert MODEL --target T` as it is.
+    options: str = ""
+    note: str = ""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Cell:
@@ -76,9 +80,27 @@ def _delegation(bundle: Path, target: str) -> dict[str, list[int]]:
     return out
 
 
+# Advice a failed conversion gives that the matrix follows (one retry with these flags):
+# what a user reading the error would do next.
+ADVISED_RETRIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("--keep-float norm", ("--keep-float", "norm")),
+)
+
+
 def measure_cell(model: str, target: str, input_size: str | None = None,
                  extra_args: Sequence[str] = ()) -> Cell:
-    """Convert in a child process (as a user would) and read the bundle it wrote."""
+    """Convert in a child process (as a user would) and read the bundle it wrote. A failure
+    whose message advises one of ``ADVISED_RETRIES`` is converted once more that way."""
+    cell = _convert_cell(model, target, input_size, extra_args)
+    for advice, flags in ADVISED_RETRIES:
+        if not cell.ok and advice in cell.reason and not set(flags) <= set(extra_args):
+            retried = _convert_cell(model, target, input_size, (*extra_args, *flags))
+            retried.options, retried.note = " ".join(flags), f"plain: {cell.reason[:200]}"
+            return retried if retried.ok else replace(cell, note=f"{advice}: {retried.reason[:200]}")
+    return cell
+
+
+def _convert_cell(model: str, target: str, input_size: str | None, extra_args: Sequence[str]) -> Cell:
     with tempfile.TemporaryDirectory(prefix="edge-isp-matrix-") as tmp:
         bundle = Path(tmp) / "bundle"
         cmd = [sys.executable, "-m", "edge_isp.cli", "convert", model, "--target", target,
@@ -186,7 +208,9 @@ def render_markdown(matrix: Matrix) -> str:
              "--target T` does it (random weights unless the model ships trained ones: the figures are for "
              "numerics, delegation, size and cost, not for pictures). PSNR is the converted artifact vs PyTorch on "
              "held-out RAW crops (mean / worst). Delegated ops are the static op-support check at the target's "
-             "own level and on two device profiles. " + (
+             "own level and on two device profiles. A cell whose plain conversion fails with advice the tool "
+             "gives (`--keep-float norm` for INT8 of instance norms) is converted once more that way; the "
+             "converts column names the flag. " + (
                  f"Regenerate with `.venv/bin/python scripts/model_matrix.py --input-size {matrix.input_size} --json "
                  "THIS.json --markdown THIS.md` (the files of this table)." if matrix.input_size else
                  "Regenerate with `.venv/bin/python scripts/model_matrix.py`; CI recomputes the small models' cells "
@@ -210,7 +234,8 @@ def render_markdown(matrix: Matrix) -> str:
                 lines.append(f"| {model} | no: {c.reason.replace('|', '/')} | | | |" + " |" * len(devices) + " | | |")
                 continue
             cells = [f"{c.delegated[d][0]}/{c.delegated[d][1]}" if d in c.delegated else "-" for d in devices]
-            lines.append(f"| {model} | yes ({c.weights}) | {c.input_size} | {c.tiling}{' / ' + c.route if c.route else ''} | "
+            how = f"{c.weights}, {c.options}" if c.options else c.weights
+            lines.append(f"| {model} | yes ({how}) | {c.input_size} | {c.tiling}{' / ' + c.route if c.route else ''} | "
                          f"{_fmt(c.psnr_mean_db, ' dB')} / {_fmt(c.psnr_worst_db, ' dB')} | " + " | ".join(cells)
                          + f" | {_fmt(c.size_mb, ' MB', 2)} | {_fmt(c.time_s, ' s', 0)} | {_fmt(c.peak_rss_mb, ' MB', 0)} |")
         lines.append("")

@@ -87,3 +87,30 @@ def test_ci_cells_are_not_worse_than_the_table(model, target):
     fresh = mm.measure_cell(model, target)
     assert fresh.ok, fresh.reason
     assert mm.regressions(table, [fresh]) == []
+
+
+def test_a_cell_follows_the_advice_of_its_failure_once(monkeypatch):
+    calls = []
+
+    def fake_convert(model, target, input_size, extra_args):
+        calls.append(tuple(extra_args))
+        if "--keep-float" in extra_args:
+            return _cell(model=model, target=target)
+        return mm.Cell(model, target, False, reason="below the bar; keep the normalisation layers in float with "
+                                                      "--keep-float norm; or lower the bar knowingly with --min-psnr")
+
+    monkeypatch.setattr(mm, "_convert_cell", fake_convert)
+    cell = mm.measure_cell("pynet-v2-mobile", "nnapi-int8")
+    assert calls == [(), ("--keep-float", "norm")]
+    assert cell.ok and cell.options == "--keep-float norm" and cell.note.startswith("plain: below the bar")
+    assert "| yes (random, --keep-float norm) |" in mm.render_markdown(mm.Matrix([replace_weights(cell)]))
+
+    calls.clear()
+    monkeypatch.setattr(mm, "_convert_cell", lambda *a: calls.append(a) or mm.Cell("punet", "cpu-int8", False, reason="boom"))
+    assert not mm.measure_cell("punet", "cpu-int8").ok and len(calls) == 1      # no advice: no retry
+
+
+def replace_weights(cell):
+    from dataclasses import replace
+
+    return replace(cell, weights="random")
