@@ -76,6 +76,9 @@ def measure(loaded: Any, rounds: int = 20, warmup: int = 2, seed: int = 0) -> Ov
 
     if rounds < 3:
         raise InputError(f"rounds must be at least 3 for a median, got {rounds}")
+    if getattr(loaded, "split", None) is not None:
+        raise InputError(f"{loaded.name} is a two-pass bundle (two artifacts per window); measure a "
+                         "one-artifact bundle of the same model (convert with --tiling blended)")
     runner = loaded.runner
     make_raw = RAW_CALLS.get(runner.runtime)
     if make_raw is None:
