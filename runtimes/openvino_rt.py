@@ -50,12 +50,15 @@ class OpenVINORunner:
         return run_frames(self._run_one, np.ascontiguousarray(packed, np.float32), int(self.input_spec.shape[0]))
 
     def _run_one(self, x: np.ndarray) -> np.ndarray:
-        result = self._request.infer({0: x})
+        # Shared in and out (no copies inside OpenVINO); the one copy below is needed, as
+        # the request's output buffer is reused by the next call.
+        result = self._request.infer({0: x}, share_inputs=True, share_outputs=True)
         return np.array(result[self._compiled.outputs[0]], dtype=np.float32)
 
     def run_named(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(feeds, self.inputs)
-        result = self._request.infer({n: np.ascontiguousarray(x, np.float32) for n, x in feeds.items()})
+        result = self._request.infer({n: np.ascontiguousarray(x, np.float32) for n, x in feeds.items()},
+                                     share_inputs=True, share_outputs=True)
         # Answer under every name a port has: after NNCF an output keeps its ONNX name among
         # others, and get_any_name() may return another one (seen: PyNET-V2 Mobile Slim INT8).
         return {name: value for o in self._compiled.outputs

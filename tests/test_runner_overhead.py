@@ -60,3 +60,14 @@ def test_one_pass_codec_equals_the_plain_formulas(dtype, zero, layout):
     assert back.flags.c_contiguous and back.dtype == np.float32 and back.shape == x.shape
     plain_back = (got.astype(np.float32) - zero) * np.float32(spec.scale)
     np.testing.assert_array_equal(back, plain_back.transpose(0, 3, 1, 2) if layout == "NHWC" else plain_back)
+
+
+@pytest.mark.parametrize("target", ["onnx-fp32", "openvino-fp32", "cpu-fp32"])
+def test_an_output_survives_the_next_call(target):
+    """Runners share buffers with their runtime where they can; what they return must not."""
+    loaded = open_bundle(converted(target), threads=1)
+    x1, x2 = loaded.example_input(1), loaded.example_input(2)
+    y1 = loaded.run(x1)
+    kept = y1.copy()
+    loaded.run(x2)
+    np.testing.assert_array_equal(y1, kept)
