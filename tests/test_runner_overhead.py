@@ -71,3 +71,21 @@ def test_an_output_survives_the_next_call(target):
     kept = y1.copy()
     loaded.run(x2)
     np.testing.assert_array_equal(y1, kept)
+
+
+def test_the_benchmark_12mp_photo_keeps_the_bayer_phase(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "side_by_side.py"
+    spec = importlib.util.spec_from_file_location("side_by_side", script)
+    sbs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sbs)
+    path, layout = sbs.twelve_mp_raw(tmp_path)
+    big = np.fromfile(path, "<u2").reshape(layout["height"], layout["width"])
+    chart = np.fromfile(sbs.CHART, "<u2").reshape(1080, 1920)
+    assert big.shape == (3024, 4032) and layout["cfa"] == "RGGB"
+    np.testing.assert_array_equal(big[:1080, :1920], chart)
+    # Mirrored plane by plane: mosaic row 1080 (an R/G row) repeats row 1078, not 1079 (G/B).
+    np.testing.assert_array_equal(big[1080, :1920], chart[1078])
+    np.testing.assert_array_equal(big[:1080, 1920], chart[:, 1918])
