@@ -110,7 +110,7 @@ def _open_checkpoint(path: Path, weights: Any, options: dict[str, Any] | None, i
                      threads: int | None, runtime: str | None, warmup: int) -> LoadedRunner:
     _no_model_arguments(path, "a training checkpoint", weights, options)
     _torch_only(str(path), runtime)
-    from edge_isp.training.trainer import load_checkpoint_model
+    from edge_isp.training.checkpoint import load_checkpoint_model
 
     net, ckpt = load_checkpoint_model(path)
     loaded = open_model(ckpt["model_name"], input_size, net=net, threads=threads, warmup=warmup)

@@ -8,7 +8,9 @@ Importing this package imports torch (training needs it); the CLI imports it laz
 
 from edge_isp.training.losses import LOSS_NAMES, CombinedLoss, VGGPerceptualLoss, build_loss, colour_loss
 from edge_isp.training.recipes import RECIPES, Recipe, Stage, get_recipe, list_recipes
-from edge_isp.training.trainer import TrainConfig, Trainer, TrainResult, load_checkpoint_model, train, validate
+from edge_isp.training.checkpoint import load_checkpoint_model
+from edge_isp.training.trainer import TrainConfig, Trainer, TrainResult, train
+from edge_isp.training.validation import validate
 
 __all__ = [
     "LOSS_NAMES", "RECIPES", "CombinedLoss", "Recipe", "Stage", "TrainConfig", "TrainResult", "Trainer",

@@ -378,7 +378,7 @@ def _match(target: np.ndarray, out: np.ndarray) -> np.ndarray:
         return target
     import torch
 
-    from edge_isp.training.trainer import match_size
+    from edge_isp.training.validation import match_size
 
     t = match_size(torch.from_numpy(np.ascontiguousarray(target))[None], torch.from_numpy(out)[None])
     return t[0].numpy()

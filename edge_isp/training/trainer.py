@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import signal
 import time
 from collections.abc import Callable
@@ -32,12 +31,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from edge_isp._atomic import atomic_path, guard_folder, write_text_atomic
+from edge_isp._atomic import guard_folder, write_text_atomic
 from edge_isp.errors import InputError
 from edge_isp.training.losses import build_loss
+from edge_isp.training.checkpoint import CHECKPOINT_FORMAT, is_training_run, load_matching, save_atomic
 from edge_isp.training.recipes import Recipe, Stage, get_recipe
+from edge_isp.training.schedule import Plateau, lr_at
+from edge_isp.training.validation import match_size, validate
 
-CHECKPOINT_FORMAT = "edge-isp-train/1"
 
 
 @dataclass
@@ -104,19 +105,6 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def match_size(target: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-    """Resize ``target`` to ``output``'s spatial size (PyNET levels: downsample the target)."""
-    if target.shape[-2:] == output.shape[-2:]:
-        return target
-    return F.interpolate(target, size=output.shape[-2:], mode="bilinear", align_corners=False,
-                         antialias=True)
-
-
-def _save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def _append_history(out: Path, event: dict[str, Any]) -> None:
     with open(out / "history.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps(event) + "\n")
@@ -126,94 +114,6 @@ def _build_model(name: str, options: dict[str, Any], seed: int) -> torch.nn.Modu
     from edge_isp.models import create
 
     return create(name, seed=seed, **options)
-
-
-def _load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
-    """Copy every parameter whose name and shape match (stage hand-over); returns the count."""
-    own = model.state_dict()
-    take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    own.update(take)
-    model.load_state_dict(own)
-    return len(take)
-
-
-def _lr_at(stage: Stage, step: int, steps: int, base_lr: float) -> float:
-    """Learning rate of ``step`` (0-based) within a stage of ``steps`` steps."""
-    frac = step / max(1, steps)
-    if stage.schedule == "constant" or stage.schedule == "plateau":
-        return base_lr
-    if stage.schedule == "cosine":
-        warm = min(stage.warmup, steps // 4)
-        if step < warm:
-            return base_lr * (step + 1) / warm
-        t = (step - warm) / max(1, steps - warm)
-        return stage.final_lr + 0.5 * (base_lr - stage.final_lr) * (1 + math.cos(math.pi * t))
-    if stage.schedule == "onecycle":
-        # PyNET-CA: start at start_lr, linearly to base_lr over the first 20 %, then cosine
-        # down to final_lr (5e-5 -> 1e-4 -> 5e-7 in the paper).
-        start = stage.start_lr if stage.start_lr is not None else base_lr / 2
-        if frac < 0.2:
-            return start + (base_lr - start) * frac / 0.2
-        t = (frac - 0.2) / 0.8
-        return stage.final_lr + 0.5 * (base_lr - stage.final_lr) * (1 + math.cos(math.pi * t))
-    raise InputError(f"unknown schedule {stage.schedule!r}")
-
-
-class _Plateau:
-    """Reduce-on-plateau on the validation PSNR (PyNET-V2): factor 0.5 after `patience` evals."""
-
-    def __init__(self, patience: int = 3, factor: float = 0.5, min_scale: float = 1e-3) -> None:
-        self.patience, self.factor, self.min_scale = patience, factor, min_scale
-        self.best = -math.inf
-        self.bad = 0
-        self.scale = 1.0
-
-    def update(self, psnr: float) -> None:
-        if psnr > self.best + 0.01:
-            self.best, self.bad = psnr, 0
-        else:
-            self.bad += 1
-            if self.bad > self.patience:
-                self.scale = max(self.min_scale, self.scale * self.factor)
-                self.bad = 0
-
-    def state_dict(self) -> dict[str, float]:
-        return {"best": self.best, "bad": self.bad, "scale": self.scale}
-
-    def load_state_dict(self, d: dict[str, float]) -> None:
-        self.best, self.bad, self.scale = float(d["best"]), int(d["bad"]), float(d["scale"])
-
-
-@torch.no_grad()
-def validate(model: torch.nn.Module, pairs: list[tuple[str, torch.Tensor, torch.Tensor]],
-             device: torch.device) -> dict[str, float]:
-    """Mean PSNR / SSIM of ``model`` over validation pairs (one image at a time)."""
-    from edge_isp.metrics_torch import psnr_torch, ssim_torch
-
-    was_training = model.training
-    model.eval()
-    ps, ss = [], []
-    for _, x, y in pairs:
-        out = model(x[None].to(device)).clamp(0, 1)
-        tgt = match_size(y[None].to(device), out)
-        ps.append(float(psnr_torch(tgt, out, check_finite=False)[0]))
-        ss.append(float(ssim_torch(tgt, out, check_finite=False)[0])
-                  if min(out.shape[-2:]) >= 11 else float("nan"))
-    model.train(was_training)
-    n = max(1, len(ps))
-    return {"psnr_db": sum(ps) / n, "ssim": sum(ss) / n}
-
-
-def is_training_run(path: Path) -> bool:
-    """A folder an earlier ``edge-isp train`` wrote (what resuming and --fresh may touch)."""
-    path = Path(path)
-    if (path / "last.pt").is_file():
-        return True
-    try:
-        cfg = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(cfg, dict) and {"model", "recipe", "data"} <= set(cfg)
 
 
 class _StopRequested(Exception):
@@ -325,11 +225,11 @@ class Trainer:
 
                 load_weights(model, Path(cfg.init_weights))
             if prev_weights is not None and not resuming:
-                _load_matching(model, prev_weights)
+                load_matching(model, prev_weights)
             model.to(self.device).train()
             lr = float(self._stage_value(stage, "lr"))
             optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=stage.betas)
-            plateau = _Plateau()
+            plateau = Plateau()
             loss_spec = cfg.loss or stage.loss
             criterion = build_loss(loss_spec, vgg_weights=cfg.vgg_weights).to(self.device)
             batch_size = int(self._stage_value(stage, "batch_size"))
@@ -357,7 +257,7 @@ class Trainer:
             history_psnr: list[float] = []
 
             def checkpoint(reason: str) -> None:
-                _save({
+                save_atomic({
                     "format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "stage": si,
                     "step": step, "global_step": global_step, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "plateau": plateau.state_dict(),
@@ -377,7 +277,7 @@ class Trainer:
                     if cfg.stop_after is not None and global_step >= cfg.stop_after:
                         result_reason = "stop-after"
                         raise _StopRequested
-                    cur_lr = _lr_at(stage, step, stage.steps, lr) * plateau.scale
+                    cur_lr = lr_at(stage, step, stage.steps, lr) * plateau.scale
                     for group in optimizer.param_groups:
                         group["lr"] = cur_lr
                     x, y = source.batch(step)
@@ -432,7 +332,7 @@ class Trainer:
                         is_best = stage_best is None or metrics["psnr_db"] > stage_best["psnr_db"]
                         if is_best:
                             stage_best = {"stage": si, "step": step, **metrics}
-                            _save({"format": CHECKPOINT_FORMAT, "model": model.state_dict(),
+                            save_atomic({"format": CHECKPOINT_FORMAT, "model": model.state_dict(),
                                    "model_name": cfg.model, "model_options": self._model_options(stage),
                                    "step": step, "stage": si, "metrics": metrics,
                                    "config": cfg.to_dict()},
@@ -453,16 +353,16 @@ class Trainer:
                 best = stage_best if si == len(self.stages) - 1 else best
                 return self._finish(global_step, False, best, last_loss, t0, elapsed_before, result_reason)
             prev_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            _save({"format": CHECKPOINT_FORMAT, "model": prev_weights, "model_name": cfg.model,
+            save_atomic({"format": CHECKPOINT_FORMAT, "model": prev_weights, "model_name": cfg.model,
                    "model_options": self._model_options(stage), "stage": si, "step": step},
                   self.out / f"stage{si}.pt")
             best = stage_best
             state = None
             # Hand over to the next stage: last.pt now points at its start.
             if si + 1 < len(self.stages):
-                _save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "stage": si + 1,
+                save_atomic({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "stage": si + 1,
                        "step": 0, "global_step": global_step, "model": {}, "optimizer": {},
-                       "plateau": _Plateau().state_dict(), "best": None,
+                       "plateau": Plateau().state_dict(), "best": None,
                        "elapsed_s": elapsed_before + time.monotonic() - t0, "fresh": True,
                        "model_name": cfg.model, "model_options": {}, "reason": "stage-end"},
                       self.out / "last.pt")
@@ -470,7 +370,7 @@ class Trainer:
                 checkpoint("done")
             if not val_pairs:
                 # No validation data: the final weights are the 'best'.
-                _save({"format": CHECKPOINT_FORMAT, "model": prev_weights, "model_name": cfg.model,
+                save_atomic({"format": CHECKPOINT_FORMAT, "model": prev_weights, "model_name": cfg.model,
                        "model_options": self._model_options(stage), "step": step, "stage": si,
                        "metrics": {}, "config": cfg.to_dict()},
                       self.out / ("best.pt" if si == len(self.stages) - 1 else f"best_stage{si}.pt"))
@@ -491,22 +391,3 @@ class Trainer:
 def train(config: TrainConfig, *, progress: ProgressFn | None = None, resume: bool = True) -> TrainResult:
     """Train (or resume) a run; see :class:`TrainConfig` and :mod:`edge_isp.training.recipes`."""
     return Trainer(config, progress=progress).run(resume=resume)
-
-
-def load_checkpoint_model(path: str | Path, *, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Build the registry model a training checkpoint (best.pt / last.pt / stageK.pt) holds."""
-    from edge_isp.models import create
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:
-        raise InputError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(ckpt, dict) or "model_name" not in ckpt or not ckpt.get("model"):
-        raise InputError(f"{path} is not an edge-isp training checkpoint with weights (best.pt, last.pt, stageK.pt)")
-    model = create(ckpt["model_name"], seed=None, **ckpt.get("model_options", {}))
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model, ckpt
