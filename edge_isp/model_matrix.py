@@ -91,10 +91,14 @@ def measure_cell(model: str, target: str, input_size: str | None = None,
                  extra_args: Sequence[str] = ()) -> Cell:
     """Convert in a child process (as a user would) and read the bundle it wrote. A failure
     whose message advises one of ``ADVISED_RETRIES`` is converted once more that way."""
-    cell = _convert_cell(model, target, input_size, extra_args)
+    return follow_advice(_convert_cell(model, target, input_size, extra_args), input_size, extra_args)
+
+
+def follow_advice(cell: Cell, input_size: str | None = None, extra_args: Sequence[str] = ()) -> Cell:
+    """``cell`` converted once more as its failure advises (``ADVISED_RETRIES``), or as it is."""
     for advice, flags in ADVISED_RETRIES:
-        if not cell.ok and advice in cell.reason and not set(flags) <= set(extra_args):
-            retried = _convert_cell(model, target, input_size, (*extra_args, *flags))
+        if not cell.ok and not cell.note and advice in cell.reason and not set(flags) <= set(extra_args):
+            retried = _convert_cell(cell.model, cell.target, input_size, (*extra_args, *flags))
             retried.options, retried.note = " ".join(flags), f"plain: {cell.reason[:200]}"
             return retried if retried.ok else replace(cell, note=f"{advice}: {retried.reason[:200]}")
     return cell
@@ -260,11 +264,17 @@ def build(models: Sequence[str], targets: Sequence[str], table: Matrix, save: Ca
     """Measure every (model, target) cell not in ``table`` yet (all with ``resume=False``),
     saving after each so an interrupted run keeps what it measured. ``input_size``: one size
     for every model instead of each model's default (a table of its own); ``retry_failed``:
-    measure the cells that failed again."""
+    measure the cells that failed again. A failed cell whose advice was not followed yet
+    (measured before ``ADVISED_RETRIES``) gets only the advised conversion."""
     for model in models:
         for target in targets:
             known = table.get(model, target)
             if resume and known is not None and (known.ok or not retry_failed):
+                advised = follow_advice(known, input_size)       # a failure measured before advice was followed
+                if advised is not known:
+                    table.put(advised)
+                    save(table)
+                    progress(advised)
                 continue
             cell = measure_cell(model, target, input_size)
             table.put(cell)

@@ -64,6 +64,7 @@ def test_a_measured_plan_is_kept_on_disk_for_the_next_run(tmp_path, monkeypatch)
     """process / verify / convert measure a model's global ops once per architecture, not once
     per run; a damaged cache file is measured again, never trusted."""
     import edge_isp.models.global_context as gc
+    from edge_isp.models import global_plan_cache as plan_cache
 
     monkeypatch.setenv("EDGE_ISP_CACHE", str(tmp_path))
     first = gc.plan_for(create("microisp", seed=0))
@@ -78,8 +79,8 @@ def test_a_measured_plan_is_kept_on_disk_for_the_next_run(tmp_path, monkeypatch)
     files[0].write_text('{"order": [0], "strides": [[-1, 2]]}')
     monkeypatch.setattr(gc, "analyse", lambda model, multiple=4: first)
     assert gc.plan_for(create("microisp", seed=2)) == first          # damaged: measured (here: stubbed) again
-    assert gc._read_plan(files[0]) == first                          # ... and the file repaired
-    assert gc._plan_cache_file(create("lw-isp"), 4) != files[0]    # another architecture, another file
+    assert gc.GlobalPlan(**plan_cache.read(files[0])) == first       # ... and the file repaired
+    assert plan_cache.cache_file(create("lw-isp"), 4) != files[0]   # another architecture, another file
 
 
 def test_marked_modules_compute_as_plain_pytorch_outside_a_context():

@@ -114,3 +114,16 @@ def replace_weights(cell):
     from dataclasses import replace
 
     return replace(cell, weights="random")
+
+
+def test_resuming_follows_the_advice_of_an_old_failure_without_redoing_it(monkeypatch):
+    calls = []
+    monkeypatch.setattr(mm, "_convert_cell", lambda model, target, size, args: calls.append(args) or _cell(
+        model=model, target=target))
+    old = mm.Cell("pynet-v2-mobile", "nnapi-int8", False, reason="26 dB; keep the normalisation layers in float "
+                                                                  "with --keep-float norm")
+    table = mm.Matrix([old, _cell()])
+    saved = []
+    mm.build(["pynet-v2-mobile", "punet"], ["nnapi-int8"], table, save=saved.append, input_size="256x256")
+    assert calls == [("--keep-float", "norm")] and len(saved) == 1     # punet's cell was whole: untouched
+    assert table.get("pynet-v2-mobile", "nnapi-int8").options == "--keep-float norm"

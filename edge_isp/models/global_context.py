@@ -22,16 +22,17 @@ modules compute as plain PyTorch does (and export to ONNX the same).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from edge_isp.errors import EdgeIspError, InputError
+from edge_isp.errors import InputError
+from edge_isp.models import global_plan_cache as plan_cache
 
 # Owned block, packed px (rounded to the graph's alignment). Measured on a 12 MP photo with
 # the default model on 2 cores: 288 -> 22 s, 1.18 GB peak RSS; 360 -> 22 s, 1.65 GB;
@@ -261,64 +262,13 @@ def plan_for(model: nn.Module, multiple: int = 4) -> GlobalPlan:
     disk (the user's cache folder) across runs, keyed by the architecture and its code."""
     cache = model.__dict__.setdefault("_edge_isp_global_plans", {})
     if multiple not in cache:
-        path = _plan_cache_file(model, multiple)
-        cache[multiple] = _read_plan(path)
+        path = plan_cache.cache_file(model, multiple)
+        fields = plan_cache.read(path)
+        cache[multiple] = GlobalPlan(**fields) if fields is not None else None
         if cache[multiple] is None:
             cache[multiple] = analyse(model, multiple=multiple)
-            _write_plan(path, cache[multiple])         # replaces a damaged file too
+            plan_cache.write(path, dataclasses.asdict(cache[multiple]))   # replaces a damaged file too
     return cache[multiple]
-
-
-def _plan_cache_file(model: nn.Module, multiple: int) -> Path | None:
-    """Where the plan of this architecture is cached: a digest of the module tree (every layer's
-    configuration), the source of the modules' code, edge-isp's version and ``multiple``."""
-    import hashlib
-    import inspect
-    import sys
-
-    from edge_isp import __version__
-    from edge_isp._resources import cache_dir
-
-    digest = hashlib.sha256(f"{__version__}|{multiple}|{model!r}".encode())
-    for module_name in sorted({type(m).__module__ for m in model.modules()}):
-        try:
-            digest.update(inspect.getsource(sys.modules[module_name]).encode())
-        except (KeyError, OSError, TypeError):
-            return None                  # code we cannot read: measure every time
-    return cache_dir("global-plans", f"{type(model).__name__}-{digest.hexdigest()[:20]}.json")
-
-
-def _read_plan(path: Path | None) -> GlobalPlan | None:
-    """A cached plan, checked field by field; anything unexpected is ignored (measured again)."""
-    import json
-
-    if path is None or not path.is_file():
-        return None
-    try:
-        d = json.loads(path.read_text())
-        order, strides, halos = tuple(d["order"]), tuple(tuple(s) for s in d["strides"]), tuple(d["halos"])
-        values = [*order, *[v for s in strides for v in s], *halos, d["output_halo"], d["align"], d["output_scale"]]
-        if not all(type(v) is int and v >= 0 for v in values) or not (len(order) == len(strides) == len(halos)) \
-                or any(len(s) != 2 for s in strides) or d["align"] < 1 or d["output_scale"] < 1:
-            return None
-        return GlobalPlan(order, strides, halos, d["output_halo"], d["align"], d["output_scale"])  # type: ignore[arg-type]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _write_plan(path: Path | None, plan: GlobalPlan) -> None:
-    import dataclasses
-    import json
-
-    from edge_isp._atomic import write_text_atomic
-
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(dataclasses.asdict(plan)))
-    except (OSError, EdgeIspError):
-        pass                             # a read-only home: the plan is measured next time too
 
 
 def _probe_shapes_channels(model: nn.Module, mods: list[nn.Module], mod: nn.Module, hw: tuple[int, int],
