@@ -224,6 +224,12 @@ def render_markdown(matrix: Matrix) -> str:
     missing = [f"{m} -> {t}" for m in models for t in targets if matrix.get(m, t) is None]
     if missing:
         lines += ["Not measured yet (`scripts/model_matrix.py` resumes here): " + ", ".join(missing) + ".", ""]
+    pending = [f"{c.model} -> {c.target} ({flags})" for c in matrix.cells
+               for advice, flags in ((a, " ".join(f)) for a, f in ADVISED_RETRIES)
+               if not c.ok and not c.note and advice in c.reason]
+    if pending:
+        lines += ["Advice not followed yet (resuming converts these once more with the flag): "
+                  + ", ".join(pending) + ".", ""]
     for target in targets:
         devices = [TARGET_LEVEL, *MATRIX_DEVICES]
         lines += [f"## {target}", "",

@@ -125,5 +125,6 @@ def test_resuming_follows_the_advice_of_an_old_failure_without_redoing_it(monkey
     table = mm.Matrix([old, _cell()])
     saved = []
     mm.build(["pynet-v2-mobile", "punet"], ["nnapi-int8"], table, save=saved.append, input_size="256x256")
+    assert "Advice not followed yet" in mm.render_markdown(mm.Matrix([old]))
     assert calls == [("--keep-float", "norm")] and len(saved) == 1     # punet's cell was whole: untouched
     assert table.get("pynet-v2-mobile", "nnapi-int8").options == "--keep-float norm"
