@@ -265,8 +265,10 @@ def test_bundles_say_which_weights_they_carry(tmp_path):
     assert packaged.manifest["model"]["name"] == "pynet-v2-mobile-nonorm"
     with pytest.raises(InputError, match="no packaged weights"):
         pipeline.convert(ConvertOptions(tiling="blended", model="microisp", target="onnx-fp32", weights=Path("default"), output=tmp_path / "x"))
+    # --tiling blended: microisp's two-pass window is at least 720x720 (minutes of statistics here).
     proc = subprocess.run([sys.executable, "-m", "edge_isp.cli", "convert", "microisp", "--target", "onnx-fp32",
-                           "--input-size", "192x192", "-o", str(tmp_path / "cli")], capture_output=True, text=True,
+                           "--input-size", "192x192", "--tiling", "blended", "-o", str(tmp_path / "cli")],
+                          capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "weights: init(seed=0) (random)" in proc.stdout
