@@ -215,6 +215,7 @@ def render_markdown(matrix: Matrix) -> str:
              "own level and on two device profiles. A cell whose plain conversion fails with advice the tool "
              "gives (`--keep-float norm` for INT8 of instance norms) is converted once more that way; the "
              "converts column names the flag. " + (
+                 "Two-pass models round the asked size up to their smallest exact window (the size column). "
                  f"Regenerate with `.venv/bin/python scripts/model_matrix.py --input-size {matrix.input_size} --json "
                  "THIS.json --markdown THIS.md` (the files of this table)." if matrix.input_size else
                  "Regenerate with `.venv/bin/python scripts/model_matrix.py`; CI recomputes the small models' cells "
