@@ -27,21 +27,25 @@ class OpenVinoBuild:
     quantization: dict[str, Any] = field(default_factory=dict)
 
 
-def op_types(onnx_path: Path) -> set[str]:
-    """The OpenVINO op types of the model as OpenVINO reads it (what NNCF's scopes name)."""
+def read_onnx(onnx_path: Path) -> Any:
+    """The ONNX graph as OpenVINO reads it (read once per build: every step below takes it)."""
     ov = require("openvino", "OpenVINO conversion")
-    return {op.get_type_name() for op in ov.convert_model(str(onnx_path)).get_ops()}
+    return ov.convert_model(str(onnx_path))
+
+
+def op_types(model: Any) -> set[str]:
+    """The OpenVINO op types of a model read by :func:`read_onnx` (what NNCF's scopes name)."""
+    return {op.get_type_name() for op in model.get_ops()}
 
 
 # Elementwise ops a two-pass part's norm arithmetic is made of: (x - mean) * inv_std * w + b.
 _NORM_CHAIN_TYPES = frozenset({"Subtract", "Multiply", "Add", "Divide"})
 
 
-def statistics_nodes(onnx_path: Path, inputs: tuple[str, ...]) -> tuple[str, ...]:
-    """Names of the nodes that apply a two-pass part's injected norm statistics (``inputs``):
-    the ops reading them and the elementwise chain after, up to the next convolution."""
-    ov = require("openvino", "OpenVINO conversion")
-    model = ov.convert_model(str(onnx_path))
+def statistics_nodes(model: Any, inputs: tuple[str, ...]) -> tuple[str, ...]:
+    """Names of the nodes of ``model`` (:func:`read_onnx`) that apply a two-pass part's injected
+    norm statistics (``inputs``): the ops reading them and the elementwise chain after, up to
+    the next convolution."""
     frontier = [p.output(0) for p in model.get_parameters() if p.get_friendly_name() in inputs]
     found: dict[str, None] = {}
     while frontier:
@@ -64,17 +68,17 @@ def convert_ir(onnx_path: Path, out_xml: Path, precision: str) -> OpenVinoBuild:
     return OpenVinoBuild(out_xml, precision, {"weights": "float16" if precision == "fp16" else "float32"})
 
 
-def quantize_ir(onnx_path: Path, out_xml: Path, calib_nchw: np.ndarray, preset: str = "mixed",
+def quantize_ir(model: Any, out_xml: Path, calib_nchw: np.ndarray, preset: str = "mixed",
                 keep_float_types: tuple[str, ...] = (), keep_float_names: tuple[str, ...] = (),
                 fast_bias_correction: bool = True, extra: dict[str, np.ndarray] | None = None,
                 input_name: str = "bayer") -> OpenVinoBuild:
-    """INT8 IR with NNCF post-training quantisation on ``calib_nchw`` (and the model's other
-    inputs by name in ``extra``, e.g. a two-pass part's statistics)."""
+    """INT8 IR of ``model`` (:func:`read_onnx`) with NNCF post-training quantisation on
+    ``calib_nchw`` (and the model's other inputs by name in ``extra``, e.g. a two-pass part's
+    statistics)."""
     ov = require("openvino", "OpenVINO conversion")
     nncf = require("nncf", "OpenVINO INT8 quantisation")
     if preset not in PRESETS:
         raise ConversionError(f"unknown NNCF preset {preset!r}; use one of {', '.join(PRESETS)}")
-    model = ov.convert_model(str(onnx_path))
     if extra:
         dataset = nncf.Dataset([{input_name: calib_nchw[i:i + 1].astype(np.float32),
                                  **{n: v[i:i + 1].astype(np.float32) for n, v in extra.items()}}
@@ -112,10 +116,10 @@ def build(ctx: Any) -> Any:
 
     xml = ctx.work / "model.xml"
     if ctx.target.quantized:
-        ctx.check_keep_float("openvino", op_types(ctx.onnx_path))
-        norm_nodes = statistics_nodes(ctx.onnx_path, ctx.norm_inputs) \
-            if "norm" in ctx.opts.keep_float and ctx.norm_inputs else ()
-        built = quantize_ir(ctx.onnx_path, xml, ctx.calib.data, preset=ctx.opts.nncf_preset,
+        model = read_onnx(ctx.onnx_path)
+        ctx.check_keep_float("openvino", op_types(model))
+        norm_nodes = statistics_nodes(model, ctx.norm_inputs) if "norm" in ctx.opts.keep_float else ()
+        built = quantize_ir(model, xml, ctx.calib.data, preset=ctx.opts.nncf_preset,
                             keep_float_types=ctx.keep_float_ops("openvino"), keep_float_names=norm_nodes,
                             extra=ctx.calib.extra, input_name=ctx.input_name)
     else:

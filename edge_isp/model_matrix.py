@@ -94,14 +94,22 @@ def measure_cell(model: str, target: str, input_size: str | None = None,
     return follow_advice(_convert_cell(model, target, input_size, extra_args), input_size, extra_args)
 
 
+def pending_advice(cell: Cell) -> tuple[str, tuple[str, ...]] | None:
+    """The advice of ``cell``'s failure that was not followed yet, as (advice, flags)."""
+    if cell.ok or cell.note:
+        return None
+    return next(((advice, flags) for advice, flags in ADVISED_RETRIES if advice in cell.reason), None)
+
+
 def follow_advice(cell: Cell, input_size: str | None = None, extra_args: Sequence[str] = ()) -> Cell:
     """``cell`` converted once more as its failure advises (``ADVISED_RETRIES``), or as it is."""
-    for advice, flags in ADVISED_RETRIES:
-        if not cell.ok and not cell.note and advice in cell.reason and not set(flags) <= set(extra_args):
-            retried = _convert_cell(cell.model, cell.target, input_size, (*extra_args, *flags))
-            retried.options, retried.note = " ".join(flags), f"plain: {cell.reason[:200]}"
-            return retried if retried.ok else replace(cell, note=f"{advice}: {retried.reason[:200]}")
-    return cell
+    pending = pending_advice(cell)
+    if pending is None or set(pending[1]) <= set(extra_args):
+        return cell
+    advice, flags = pending
+    retried = _convert_cell(cell.model, cell.target, input_size, (*extra_args, *flags))
+    retried.options, retried.note = " ".join(flags), f"plain: {cell.reason[:200]}"
+    return retried if retried.ok else replace(cell, note=f"{advice}: {retried.reason[:200]}")
 
 
 def _convert_cell(model: str, target: str, input_size: str | None, extra_args: Sequence[str]) -> Cell:
@@ -225,9 +233,8 @@ def render_markdown(matrix: Matrix) -> str:
     missing = [f"{m} -> {t}" for m in models for t in targets if matrix.get(m, t) is None]
     if missing:
         lines += ["Not measured yet (`scripts/model_matrix.py` resumes here): " + ", ".join(missing) + ".", ""]
-    pending = [f"{c.model} -> {c.target} ({flags})" for c in matrix.cells
-               for advice, flags in ((a, " ".join(f)) for a, f in ADVISED_RETRIES)
-               if not c.ok and not c.note and advice in c.reason]
+    pending = [f"{c.model} -> {c.target} ({' '.join(advised[1])})" for c in matrix.cells
+               if (advised := pending_advice(c)) is not None]
     if pending:
         lines += ["Advice not followed yet (resuming converts these once more with the flag): "
                   + ", ".join(pending) + ".", ""]
