@@ -189,19 +189,19 @@ def quantize_int8(calibrated: bytes, out_path: Path, calib_nchw: np.ndarray, io_
             denylisted_ops=list(keep_float_ops) or None, denylisted_nodes=list(keep_float_nodes) or None,
         )
         io_type = {"int8": tf.int8, "uint8": tf.uint8}[io_dtype]
-        float_io = flat
+        float_io, left_out = flat, _left_out_inputs(flat)
         flat = tf_util.modify_model_io_type(float_io, io_type, io_type)
-        output_dtype = io_dtype
-        if _left_out_inputs(flat) > _left_out_inputs(float_io):
+        output_dtype, broken = io_dtype, _left_out_inputs(flat) > left_out
+        if broken:
             # TF's I/O rewrite drops the DEQUANTIZE before an output even when a float op also
             # reads it (a two-pass statistics part with --keep-float norm: a norm's input map is
             # an output too), leaving that op without an input - the interpreter then crashes.
             # Float outputs keep that DEQUANTIZE.
             flat = tf_util.modify_model_io_type(float_io, io_type, tf.float32)
-            output_dtype = "float32"
+            output_dtype, broken = "float32", _left_out_inputs(flat) > left_out
     except Exception as exc:
         raise ConversionError(f"TFLite INT8 quantisation failed: {str(exc).splitlines()[0][:300]}") from exc
-    if _left_out_inputs(flat) > _left_out_inputs(float_io):
+    if broken:
         raise ConversionError("TFLite INT8 quantisation left an op without its input (a converter bug); "
                               "drop --keep-float or convert with another --route")
     if names_from is not None:
@@ -346,13 +346,6 @@ def op_names(tflite_path: Path) -> set[str]:
 _NORM_CHAIN_OPS = frozenset({"MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SUB", "MUL", "ADD", "SQRT", "DIV"})
 
 
-def _input_name(tensor_name: str) -> str:
-    """A TFLite input's graph name as the ONNX graph had it (the SavedModel signature
-    adds ``serving_default_`` and ``:0``)."""
-    name = tensor_name.removeprefix("serving_default_")
-    return name.rsplit(":", 1)[0] if name.rsplit(":", 1)[-1].isdigit() else name
-
-
 def norm_island_nodes(float_tflite: Path, seed_inputs: Sequence[str] = ()) -> list[str]:
     """Output tensor names of every op in the normalisation subgraphs of a float TFLite model.
 
@@ -373,10 +366,14 @@ def norm_island_nodes(float_tflite: Path, seed_inputs: Sequence[str] = ()) -> li
         for idx in op["inputs"]:
             consumers.setdefault(int(idx), []).append(op)
     island: dict[int, dict[str, Any]] = {op["index"]: op for op in ops if op["op_name"] == "MEAN"}
-    # A statistics part need not read every statistic (not those of its last op).
-    for detail in interp.get_input_details():
-        if _input_name(detail["name"]) in seed_inputs:
-            island.update({op["index"]: op for op in consumers.get(int(detail["index"]), [])})
+    # Inputs by their graph names: the signature's (onnx2tf writes one; runtimes/litert.py finds
+    # inputs the same way), else the tensors'. A statistics part need not read every statistic.
+    named = {name: index for sig in interp._get_full_signature_list().values()  # noqa: SLF001
+             for name, index in sig["inputs"].items()}
+    named = named or {d["name"]: d["index"] for d in interp.get_input_details()}
+    for name in seed_inputs:
+        if name in named:
+            island.update({op["index"]: op for op in consumers.get(int(named[name]), [])})
     frontier = list(island.values())
     while frontier:
         op = frontier.pop()
